@@ -1,0 +1,3 @@
+"""swtpm-extcap: SWTPM debug logs as live Wireshark capture interfaces."""
+
+__version__ = "0.1.0"
