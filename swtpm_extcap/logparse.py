@@ -11,8 +11,9 @@ Proxmox uses ``[id=<epoch>] ``)::
 
 Everything else (libtpms traces, ``IsEnEnabled(...)``, ``Tested: ...``,
 swtpm_setup output, blank lines) is skipped. Damage inside a record is
-reported as a :class:`Defect` with its line number; the record is still
-emitted with the bytes that are there.
+reported as a :class:`Defect` with its line number, carried in that record's
+``defects``; the record is still emitted with the bytes that are there.
+Damage outside any record is a :class:`Defect` event of its own.
 """
 
 from __future__ import annotations
