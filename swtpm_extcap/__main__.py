@@ -1,0 +1,1 @@
+from swtpm_extcap.cli import main; raise SystemExit(main())  # noqa: E702

@@ -1,0 +1,115 @@
+"""Log bytes -> parser -> framer -> pcapng, shared by ``convert`` and the extcap capture."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from . import __version__
+from .frames import Frame, Framer
+from .logparse import Defect, Kind, LogParser, Record, RunStart
+from .pcapng import PcapngWriter
+
+APPLICATION = f"swtpm-extcap {__version__}"
+
+
+@dataclass
+class Summary:
+    """What a conversion or capture saw; printed at its end."""
+
+    records: Counter[Kind] = field(default_factory=Counter)
+    runs: int = 0
+    frames: int = 0
+    lines: int = 0
+    skipped_lines: int = 0
+    defects: list[Defect] = field(default_factory=list)
+
+    @property
+    def tpm_records(self) -> int:
+        return self.records[Kind.TPM_COMMAND] + self.records[Kind.TPM_RESPONSE]
+
+    @property
+    def ctrl_records(self) -> int:
+        return sum(n for kind, n in self.records.items() if not kind.is_tpm)
+
+    def report(self, name: str, max_defects: int = 20) -> list[str]:
+        """Human-readable lines: one summary line, then defects by kind and line."""
+        out = [
+            f"{name}: {self.tpm_records} TPM records"
+            f" ({self.records[Kind.TPM_COMMAND]} commands, {self.records[Kind.TPM_RESPONSE]} responses)"
+            f" in {self.runs} run{'s' if self.runs != 1 else ''},"
+            f" {self.ctrl_records} control messages, {self.frames} frames,"
+            f" {len(self.defects)} defect{'s' if len(self.defects) != 1 else ''}"
+            f" ({self.lines} lines read, {self.skipped_lines} other lines skipped)"
+        ]
+        if self.defects:
+            by_kind = Counter(d.kind.value for d in self.defects)
+            out.append("  defects by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))
+            out += [f"  {d}" for d in self.defects[:max_defects]]
+            if len(self.defects) > max_defects:
+                out.append(f"  ... {len(self.defects) - max_defects} more")
+        return out
+
+
+class Pipeline:
+    """Feeds log bytes through parser and framer into a pcapng writer."""
+
+    def __init__(
+        self,
+        out: BinaryIO,
+        *,
+        name: str,
+        description: str,
+        start_us: int = 0,
+        ctrl: bool = True,
+        live: bool = False,
+        comment: str = "",
+    ) -> None:
+        self.parser = LogParser()
+        self.framer = Framer(start_us=start_us, ctrl=ctrl)
+        self.writer = PcapngWriter(
+            out,
+            name=name,
+            description=description,
+            application=APPLICATION,
+            comment=comment,
+            live=live,
+        )
+        self.summary = Summary()
+
+    def feed(self, data: bytes, now_us: int | None = None) -> int:
+        """Parse a chunk and write its frames; returns the number of frames written."""
+        return self._emit(self.parser.feed(data), now_us)
+
+    def close(self, now_us: int | None = None) -> Summary:
+        """End of input: flush a held-back line or record, close the TCP conversations."""
+        self._emit(self.parser.close(), now_us)
+        frames = self.framer.close(now_us, self.parser.lines)
+        self.writer.write_many(frames)
+        self.summary.frames += len(frames)
+        self.writer.flush()
+        return self.summary
+
+    def _emit(self, events: list[Record | RunStart | Defect], now_us: int | None) -> int:
+        if not events:
+            return 0
+        summary = self.summary
+        records = summary.records
+        framer = self.framer
+        frames: list[Frame] = []
+        for event in events:
+            if type(event) is Record:
+                records[event.kind] += 1
+                if event.defects:
+                    summary.defects.extend(event.defects)
+            elif type(event) is RunStart:
+                summary.runs += 1
+            else:
+                summary.defects.append(event)  # type: ignore[arg-type]
+            frames += framer.frames(event, now_us)
+        self.writer.write_many(frames)
+        summary.frames += len(frames)
+        summary.lines = self.parser.lines
+        summary.skipped_lines = self.parser.skipped_lines
+        return len(frames)
