@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from tests import realtpm
-except ImportError:  # tests/ not importable as a package: pytest put tests/ on sys.path
-    import realtpm  # type: ignore[no-redef]
+import realtpm  # tests/ has no __init__.py: pytest puts tests/ on sys.path
 
 _MISSING = [t for t in ("swtpm", "tpm2_startup") if shutil.which(t) is None]
 
@@ -20,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _pgrep(pid: int) -> bool:
+def _alive(pid: int) -> bool:
     return subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode == 0
 
 
@@ -30,7 +27,7 @@ def test_workload_oracle_matches_swtpm_log(tmp_path: Path) -> None:
         assert sw.port + 1 == sw.ctrl_port
         realtpm.run_workload(sw, tmp_path, pcap=pcap)
         pid = sw.pid
-    assert pid is not None and not _pgrep(pid)
+    assert pid is not None and not _alive(pid)
 
     payloads = realtpm.read_oracle_payloads(pcap)
     assert payloads
