@@ -15,9 +15,8 @@ advances :data:`STEP_US` per frame. Timestamps always strictly increase.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
-from .logparse import Defect, Event, Kind, Record, RunStart
+from .logparse import Event, Kind, Record, RunStart
 
 TPM_PORT = 2321
 CTRL_PORT = 2323
@@ -31,27 +30,56 @@ LOOPBACK = b"\x7f\x00\x00\x01"
 #: payload from 127.0.0.1 by default, so control messages use 127.0.0.2
 CTRL_ADDR = b"\x7f\x00\x00\x02"
 
-# 14 bytes Ethernet (zero MACs, IPv4), 20 bytes IPv4, 20 bytes TCP
-_HEADERS = struct.Struct("!12sH BBHHHBBH4s4s HHIIHHHH")
-_ETH_ADDRS = bytes(12)
-_ETHERTYPE_IPV4 = 0x0800
-# ones' complement sums of the constant header words
+# 14 bytes Ethernet (zero MACs, IPv4), 20 bytes IPv4, 20 bytes TCP, in one pack:
+# Ethernet + version/TOS | total length | id, DF, TTL, proto | IP checksum |
+# addresses + ports | seq | ack | offset, flags, window | TCP checksum + urgent
+_HEADERS = struct.Struct("!16sH6sH12sII4sH2s")
+_ETH_IP = bytes(12) + b"\x08\x00" + b"\x45\x10"
+_IP_MID = b"\x00\x00\x40\x00\x40\x06"  # id 0, DF, TTL 64, TCP
 _IP_CONST = 0x4510 + 0x4000 + (64 << 8 | 6)
-_TCP_CONST = 6 + WINDOW
+_NO_URG = b"\0\0"
 
 Frame = tuple[int, bytes, str]
 """(timestamp in microseconds, Ethernet frame, pcapng comment)"""
 
 
+def _words(data: bytes) -> int:
+    """Sum of the 16-bit big-endian words of ``data``, modulo 0xFFFF.
+
+    2**16 == 1 (mod 0xFFFF), so the whole buffer read as one big integer is
+    congruent to the sum of its words: the ones' complement sum, in C.
+    """
+    value = int.from_bytes(data, "big")
+    return (value << 8 if len(data) & 1 else value) % 0xFFFF
+
+
 def _fold(total: int) -> int:
-    """Ones' complement checksum of a sum of 16-bit words (non-zero data)."""
-    rem = total % 0xFFFF
-    return 0xFFFF - (rem or 0xFFFF)
+    """Ones' complement checksum from a word sum (of data that is not all zero)."""
+    return 0xFFFF - (total % 0xFFFF or 0xFFFF)
 
 
-def _addr_words(addr: bytes) -> int:
-    """Sum of the 16-bit words of source and destination (both ``addr``)."""
-    return 2 * (int.from_bytes(addr[:2], "big") + int.from_bytes(addr[2:], "big"))
+class _Direction:
+    """The constant part of every frame one way on one connection."""
+
+    __slots__ = ("addr_ports", "flags", "ip_const", "tcp_const")
+
+    def __init__(self, addr: bytes, sport: int, dport: int, flags: int) -> None:
+        self.addr_ports = addr + addr + struct.pack("!HH", sport, dport)
+        self.flags = struct.pack("!BBH", 0x50, flags, WINDOW)
+        self.ip_const = _IP_CONST + _words(addr + addr)
+        self.tcp_const = _words(addr + addr) + 6 + 20 + sport + dport + (0x5000 | flags) + WINDOW
+
+    def frame(self, seq: int, ack: int, payload: bytes) -> bytes:
+        """One Ethernet/IPv4/TCP frame with valid IP and TCP checksums."""
+        size = len(payload)
+        value = int.from_bytes(payload, "big")
+        if size & 1:
+            value <<= 8
+        tcp_sum = 0xFFFF - ((self.tcp_const + size + seq + ack + value) % 0xFFFF or 0xFFFF)
+        ip_sum = 0xFFFF - ((self.ip_const + 40 + size) % 0xFFFF or 0xFFFF)
+        return _HEADERS.pack(
+            _ETH_IP, 40 + size, _IP_MID, ip_sum, self.addr_ports, seq, ack, self.flags, tcp_sum, _NO_URG
+        ) + payload
 
 
 def build_frame(
@@ -64,63 +92,34 @@ def build_frame(
     addr: bytes = LOOPBACK,
 ) -> bytes:
     """One Ethernet/IPv4/TCP frame from ``addr`` to ``addr`` with valid checksums."""
-    size = len(payload)
-    ip_len = 40 + size
-    addr_words = _addr_words(addr)
-    ip_sum = _fold(_IP_CONST + addr_words + ip_len)
-    words = int.from_bytes(payload, "big")
-    if size & 1:
-        words <<= 8
-    tcp_sum = _fold(
-        _TCP_CONST
-        + addr_words
-        + 20
-        + size
-        + sport
-        + dport
-        + (seq >> 16)
-        + (seq & 0xFFFF)
-        + (ack >> 16)
-        + (ack & 0xFFFF)
-        + (0x5000 | flags)
-        + words % 0xFFFF
-    )
-    head = _HEADERS.pack(
-        _ETH_ADDRS,
-        _ETHERTYPE_IPV4,
-        0x45,
-        0x10,
-        ip_len,
-        0,
-        0x4000,
-        64,
-        6,
-        ip_sum,
-        addr,
-        addr,
-        sport,
-        dport,
-        seq,
-        ack,
-        0x5000 | flags,
-        WINDOW,
-        tcp_sum,
-        0,
-    )
-    return head + payload if size else head
+    return _Direction(addr, sport, dport, flags).frame(seq, ack, payload)
 
 
-@dataclass(slots=True)
 class _Conversation:
     """One simulated TCP connection: client port -> server port."""
 
-    client: int
-    server: int
-    addr: bytes
-    cseq: int
-    sseq: int
-    open: bool = False
-    last_line: int = 0
+    __slots__ = ("client", "server", "addr", "cseq", "sseq", "open", "last_line", "up", "down")
+
+    def __init__(self, client: int, server: int, addr: bytes, isn: int) -> None:
+        self.client = client
+        self.server = server
+        self.addr = addr
+        self.cseq = isn
+        self.sseq = isn ^ 0x80000000
+        self.open = False
+        self.last_line = 0
+        self.up = _Direction(addr, client, server, PSH | ACK)
+        self.down = _Direction(addr, server, client, PSH | ACK)
+
+    def control(self, to_server: bool, flags: int, seq: int, ack: int) -> bytes:
+        """A segment without payload (handshake, FIN)."""
+        if to_server:
+            return build_frame(self.client, self.server, seq, ack, flags, b"", self.addr)
+        return build_frame(self.server, self.client, seq, ack, flags, b"", self.addr)
+
+
+_TPM_KINDS = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
+_TO_SERVER = (Kind.TPM_COMMAND, Kind.CTRL_COMMAND)
 
 
 class Framer:
@@ -151,12 +150,59 @@ class Framer:
     # -- events ---------------------------------------------------------------
 
     def frames(self, event: Event, now_us: int | None = None) -> list[Frame]:
-        if isinstance(event, Record):
-            return self._record(event, now_us)
-        if isinstance(event, RunStart):
-            return self._run_start(event, now_us)
-        self._notes.append(f"swtpm log defect: {event}")
-        return []
+        """Frames for one event."""
+        return self.frame_events([event], now_us)
+
+    def frame_events(self, events: list[Event], now_us: int | None = None) -> list[Frame]:
+        """Frames for a batch of events, in order (the fast path for whole logs)."""
+        out: list[Frame] = []
+        append = out.append
+        tpm_kinds = _TPM_KINDS
+        to_server = _TO_SERVER
+        for event in events:
+            if type(event) is not Record:
+                if type(event) is RunStart:
+                    out += self._run_start(event, now_us)  # type: ignore[arg-type]
+                else:
+                    self._notes.append(f"swtpm log defect: {event}")
+                continue
+            rec: Record = event  # type: ignore[assignment]
+            kind = rec.kind
+            if rec.run != self._run:  # a stream that starts without a RunStart
+                self._run_start(RunStart(rec.run, rec.line, None, None, "first record"), now_us)
+            if kind in tpm_kinds:
+                conv = self._tpm
+            elif self.ctrl:
+                conv = self._ctl
+            else:
+                continue
+            assert conv is not None
+            data = rec.data
+            if not data:
+                self._notes.append(f"empty record at swtpm log line {rec.line}: {kind.value}")
+                continue
+            if not conv.open:
+                out += self._handshake(conv, now_us, rec.line)
+            conv.last_line = rec.last_line or rec.line
+            if kind in to_server:
+                pkt = conv.up.frame(conv.cseq, conv.sseq, data)
+                conv.cseq = (conv.cseq + len(data)) & 0xFFFFFFFF
+            else:
+                pkt = conv.down.frame(conv.sseq, conv.cseq, data)
+                conv.sseq = (conv.sseq + len(data)) & 0xFFFFFFFF
+            comment = f"swtpm log line {rec.line}: {kind.value} length {rec.declared}"
+            if rec.defects:
+                comment += "".join(f"\nswtpm log defect: {d}" for d in rec.defects)
+            if self._notes:
+                comment = self._with_notes(comment)
+            # the clock, inlined: this loop runs once per record
+            ts = self._next if now_us is None else now_us
+            if ts <= self._last:
+                ts = self._last + 1
+            self._last = ts
+            self._next = ts + self._step
+            append((ts, pkt, comment))
+        return out
 
     def close(self, now_us: int | None = None, line: int = 0) -> list[Frame]:
         """End of capture: close the open conversations with a FIN exchange."""
@@ -174,36 +220,9 @@ class Framer:
             self._next = max(base, self._last + self._step)
         port = CLIENT_PORT_BASE + event.run % (65536 - CLIENT_PORT_BASE)
         isn = (event.run + 1) * 0x01000000 & 0xFFFFFFFF
-        self._tpm = _Conversation(port, TPM_PORT, LOOPBACK, isn, isn ^ 0x80000000)
-        self._ctl = _Conversation(port, CTRL_PORT, CTRL_ADDR, isn, isn ^ 0x80000000)
+        self._tpm = _Conversation(port, TPM_PORT, LOOPBACK, isn)
+        self._ctl = _Conversation(port, CTRL_PORT, CTRL_ADDR, isn)
         self._run_note = f"swtpm run {event.run + 1} from log line {event.line} ({event.reason})"
-        return out
-
-    def _record(self, rec: Record, now_us: int | None) -> list[Frame]:
-        if rec.run != self._run:  # a stream that starts without a RunStart
-            self._run_start(RunStart(rec.run, rec.line, None, None, "first record"), now_us)
-        conv = self._tpm if rec.kind.is_tpm else self._ctl
-        assert conv is not None
-        if not rec.kind.is_tpm and not self.ctrl:
-            return []
-        comment = f"swtpm log line {rec.line}: {rec.kind.value} length {rec.declared}"
-        if rec.defects:
-            comment += "".join(f"\nswtpm log defect: {d}" for d in rec.defects)
-        if not rec.data:
-            self._notes.append(f"empty record at swtpm log line {rec.line}: {rec.kind.value}")
-            return []
-        out: list[Frame] = []
-        if not conv.open:
-            out += self._handshake(conv, now_us, rec.line)
-        conv.last_line = rec.last_line or rec.line
-        size = len(rec.data)
-        if rec.kind.to_server:
-            pkt = build_frame(conv.client, conv.server, conv.cseq, conv.sseq, PSH | ACK, rec.data, conv.addr)
-            conv.cseq = (conv.cseq + size) & 0xFFFFFFFF
-        else:
-            pkt = build_frame(conv.server, conv.client, conv.sseq, conv.cseq, PSH | ACK, rec.data, conv.addr)
-            conv.sseq = (conv.sseq + size) & 0xFFFFFFFF
-        out.append((self._stamp(now_us), pkt, self._with_notes(comment)))
         return out
 
     def _with_notes(self, comment: str) -> str:
@@ -214,14 +233,13 @@ class Framer:
 
     def _handshake(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = True
-        c, s = conv.client, conv.server
-        what = "TPM" if s == TPM_PORT else "control channel"
+        what = "TPM" if conv.server == TPM_PORT else "control channel"
         note = f"{self._run_note}; {what} connection opened for log line {line}"
-        syn = build_frame(c, s, conv.cseq, 0, SYN, b"", conv.addr)
+        syn = conv.control(True, SYN, conv.cseq, 0)
         conv.cseq = (conv.cseq + 1) & 0xFFFFFFFF
-        synack = build_frame(s, c, conv.sseq, conv.cseq, SYN | ACK, b"", conv.addr)
+        synack = conv.control(False, SYN | ACK, conv.sseq, conv.cseq)
         conv.sseq = (conv.sseq + 1) & 0xFFFFFFFF
-        ack = build_frame(c, s, conv.cseq, conv.sseq, ACK, b"", conv.addr)
+        ack = conv.control(True, ACK, conv.cseq, conv.sseq)
         return [
             (self._stamp(now_us), syn, note),
             (self._stamp(now_us), synack, f"swtpm log line {line}: handshake"),
@@ -230,13 +248,12 @@ class Framer:
 
     def _fin(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = False
-        c, s = conv.client, conv.server
         note = f"swtpm log line {line}: end of run {self._run + 1}"
-        fin = build_frame(c, s, conv.cseq, conv.sseq, FIN | ACK, b"", conv.addr)
+        fin = conv.control(True, FIN | ACK, conv.cseq, conv.sseq)
         conv.cseq = (conv.cseq + 1) & 0xFFFFFFFF
-        finack = build_frame(s, c, conv.sseq, conv.cseq, FIN | ACK, b"", conv.addr)
+        finack = conv.control(False, FIN | ACK, conv.sseq, conv.cseq)
         conv.sseq = (conv.sseq + 1) & 0xFFFFFFFF
-        ack = build_frame(c, s, conv.cseq, conv.sseq, ACK, b"", conv.addr)
+        ack = conv.control(True, ACK, conv.cseq, conv.sseq)
         return [
             (self._stamp(now_us), fin, self._with_notes(note)),
             (self._stamp(now_us), finack, note),

@@ -22,6 +22,7 @@ _EPB_HEAD = struct.Struct("<IIIIIII")
 _U32 = struct.Struct("<I")
 _OPT = struct.Struct("<HH")
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_END_TOTAL = struct.Struct("<II").pack
 
 
 def _option(code: int, value: bytes) -> bytes:
@@ -96,7 +97,24 @@ class PcapngWriter:
         """Write a batch of frames with one write (and one flush when live)."""
         if not frames:
             return
-        self._out.write(b"".join([enhanced_packet(ts, pkt, c) for ts, pkt, c in frames]))
+        buf = bytearray()
+        head = _EPB_HEAD.pack
+        opt = _OPT.pack
+        u32 = _U32.pack
+        pad = _PAD
+        for ts, pkt, comment in frames:
+            size = len(pkt)
+            text = comment.encode()
+            clen = len(text)
+            total = 40 + size + (-size & 3) + clen + (-clen & 3)
+            buf += head(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, size, size)
+            buf += pkt
+            buf += pad[size & 3]
+            buf += opt(OPT_COMMENT, clen)
+            buf += text
+            buf += pad[clen & 3]
+            buf += _END_TOTAL(0, total)  # opt_endofopt, then the block length
+        self._out.write(buf)
         if self._live:
             self._out.flush()
 

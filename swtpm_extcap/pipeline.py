@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from . import __version__
-from .frames import Frame, Framer
+from .frames import Framer
 from .logparse import Defect, Kind, LogParser, Record, RunStart
 from .pcapng import PcapngWriter
 
@@ -96,18 +96,16 @@ class Pipeline:
             return 0
         summary = self.summary
         records = summary.records
-        framer = self.framer
-        frames: list[Frame] = []
         for event in events:
             if type(event) is Record:
-                records[event.kind] += 1
-                if event.defects:
-                    summary.defects.extend(event.defects)
+                records[event.kind] += 1  # type: ignore[union-attr]
+                if event.defects:  # type: ignore[union-attr]
+                    summary.defects.extend(event.defects)  # type: ignore[union-attr]
             elif type(event) is RunStart:
                 summary.runs += 1
             else:
                 summary.defects.append(event)  # type: ignore[arg-type]
-            frames += framer.frames(event, now_us)
+        frames = self.framer.frame_events(events, now_us)
         self.writer.write_many(frames)
         summary.frames += len(frames)
         summary.lines = self.parser.lines
