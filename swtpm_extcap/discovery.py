@@ -1,0 +1,390 @@
+"""Which SWTPM logs exist here, as capture interfaces; no log is opened or read.
+
+Sources, in listing order (names are unique; the order is stable):
+
+1. Proxmox VE: ``/run/qemu-server/<vmid>-swtpm.log`` is ``swtpm-<vmid>``, by
+   numeric vmid, shown as ``SWTPM VM <vmid> (<name>)`` with the ``name:`` line
+   of ``/etc/pve/qemu-server/<vmid>.conf`` when that file is readable.
+2. libvirt: ``/var/log/swtpm/libvirt/qemu/<domain>-swtpm.log`` is
+   ``swtpm-<domain>``, by domain name (characters outside ``A-Za-z0-9._-``
+   become ``_``, as in step 4 below).
+3. The ``[local] globs`` of the settings file, in file order, each pattern's
+   matches sorted by path.
+4. ``swtpm-demo``: the bundled demo log (:func:`demo_log_path`), always last.
+
+A log the user may not read (say root-owned, mode 0600) is still listed, with
+``readable=False``; :func:`permission_hint` says how to fix that.
+
+Names of logs found by a glob
+-----------------------------
+Each file matched by a ``[local] globs`` pattern is named ``swtpm-<key>``:
+
+1. Take the first component of the pattern that has a wildcard (``*``, ``?``
+   or ``[``), or the file name if the pattern has none, and the component of
+   the file's path in the same place.
+2. Drop the literal text that the pattern component has before its first
+   wildcard and after its last one: ``vm-*.log`` matching ``vm-web1.log``
+   gives ``web1``; ``*`` matching the folder ``web1`` gives ``web1``. If
+   nothing is left, keep the whole component.
+3. Drop a trailing ``.log``, then a trailing ``-swtpm`` or ``_swtpm``
+   (``web1-swtpm.log`` gives ``web1``).
+4. Replace each run of characters other than ``A-Z a-z 0-9 . _ -`` by ``_``
+   and strip ``.``, ``_`` and ``-`` from both ends; if nothing is left, the
+   key is ``log``.
+5. If several matches get the same key, or ``swtpm-<key>`` is already the name
+   of a Proxmox, libvirt or the demo log, each of those matches is named
+   ``swtpm-<key>-<hash>`` instead, ``<hash>`` being the first 8 hex digits of
+   the SHA-1 of its absolute path. (libvirt names follow the same step when
+   they clash with a Proxmox name or ``swtpm-demo``; Proxmox names never
+   change.)
+
+A file matched by several patterns, or already listed as a Proxmox or libvirt
+log, is listed once, under its first name. A name depends only on the file's
+path and on which other listed files share its key, so it stays the same from
+one listing to the next.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .config import Config
+from .errors import UserError
+
+PROXMOX_DIR = "/run/qemu-server"
+PVE_CONF_DIR = "/etc/pve/qemu-server"
+LIBVIRT_DIR = "/var/log/swtpm/libvirt/qemu"
+PREFIX = "swtpm-"
+DEMO_NAME = "swtpm-demo"
+DEMO_FILE = "demo-swtpm.log"
+HASH_DIGITS = 8
+
+Kind = Literal["proxmox", "libvirt", "glob", "demo"]
+
+_PROXMOX_LOG = re.compile(r"(\d+)-swtpm\.log")
+_LIBVIRT_LOG = re.compile(r"(.+)-swtpm\.log", re.DOTALL)
+_PVE_NAME = re.compile(r"name:\s*(\S.*?)\s*")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_WILDCARD = re.compile(r"[*?[]")
+_DISPLAY_UNSAFE = re.compile(r"[\x00-\x1f\x7f{}]")
+
+
+@dataclass(frozen=True)
+class Interface:
+    """One capture interface: a log file that may or may not be readable by us."""
+
+    name: str  # "swtpm-103": what tshark -i takes
+    display: str  # "SWTPM VM 103 (web01)": what Wireshark shows
+    path: Path
+    kind: Kind
+    vm_id: str  # Proxmox vmid, libvirt domain, glob key, or "demo"
+    vm_name: str | None  # Proxmox name: line, libvirt domain, else None
+    readable: bool
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: str
+    kind: Kind
+    vm_id: str
+    vm_name: str | None
+    key: str  # sanitized, before the collision rule
+    display: str
+
+
+def discover(
+    config: Config,
+    *,
+    proxmox_dir: str | os.PathLike[str] = PROXMOX_DIR,
+    pve_conf_dir: str | os.PathLike[str] = PVE_CONF_DIR,
+    libvirt_dir: str | os.PathLike[str] = LIBVIRT_DIR,
+) -> list[Interface]:
+    """List the interfaces, Proxmox by vmid, then libvirt, then globs, then the demo.
+
+    Never raises for a missing or unreadable folder, nor for a broken settings
+    file (``config.error`` is left for the capture path to report).
+    """
+    seen: set[tuple[int, int]] = set()
+    taken = {DEMO_NAME}
+    out: list[Interface] = []
+
+    proxmox = sorted(_proxmox(os.fspath(proxmox_dir), os.fspath(pve_conf_dir), seen),
+                     key=lambda f: (int(f.vm_id), f.vm_id))
+    for found in proxmox:
+        name = PREFIX + found.key
+        if name in taken:  # "0103" and "103" stay apart; only a clash with demo is possible
+            name = _hashed(found, taken)
+        taken.add(name)
+        out.append(_interface(found, name))
+
+    libvirt = sorted(_libvirt(os.fspath(libvirt_dir), seen), key=lambda f: f.vm_id)
+    out.extend(_name_all(libvirt, taken))
+    out.extend(_name_all(list(_globbed(config.globs, seen)), taken))
+
+    demo = demo_log_path()
+    out.append(
+        Interface(
+            name=DEMO_NAME,
+            display="SWTPM demo (bundled real log of two VM boots, replayed)",
+            path=demo,
+            kind="demo",
+            vm_id="demo",
+            vm_name=None,
+            readable=os.access(demo, os.R_OK),
+        )
+    )
+    return out
+
+
+def find_interface(
+    name: str,
+    config: Config,
+    *,
+    proxmox_dir: str | os.PathLike[str] = PROXMOX_DIR,
+    pve_conf_dir: str | os.PathLike[str] = PVE_CONF_DIR,
+    libvirt_dir: str | os.PathLike[str] = LIBVIRT_DIR,
+) -> Interface:
+    """The interface called ``name``; :class:`UserError` saying why if there is none."""
+    interfaces = discover(
+        config, proxmox_dir=proxmox_dir, pve_conf_dir=pve_conf_dir, libvirt_dir=libvirt_dir
+    )
+    for interface in interfaces:
+        if interface.name == name:
+            return interface
+    listing = "`tshark -D | grep swtpm` lists the interfaces that exist"
+    vmid = re.fullmatch(r"swtpm-(\d+)", name)
+    if vmid:
+        log = Path(proxmox_dir) / f"{vmid.group(1)}-swtpm.log"
+        msg = (
+            f"no interface {name}: VM {vmid.group(1)} has no log at {log}; is the VM running,"
+            " with a TPM, and is its swtpm logging at level 20"
+            f" (see `ps aux | grep swtpm`)? {listing}"
+        )
+    elif name.startswith(PREFIX):
+        log = Path(libvirt_dir) / f"{name[len(PREFIX):]}-swtpm.log"
+        where = f"the globs in {config.path}" if config.globs else "no [local] globs configured"
+        msg = f"no interface {name}: no libvirt log at {log}, and {where} give no such name; {listing}"
+    else:
+        msg = f"no interface {name}: interface names start with {PREFIX!r}; {listing}"
+    if config.error is not None:
+        msg += f"; also, the settings file was skipped: {config.error}"
+    raise UserError(msg)
+
+
+def permission_hint(interface: Interface) -> str:
+    """One line: why ``interface``'s log cannot be read and the ways to fix it."""
+    path = interface.path
+    try:
+        st = os.stat(path)
+        detail = f"{_user_name(st.st_uid)}, mode {st.st_mode & 0o7777:04o}"
+    except OSError as exc:
+        detail = exc.strerror or type(exc).__name__
+    from shlex import quote
+
+    user = _user_name(os.geteuid()) if hasattr(os, "geteuid") else "$USER"
+    return (
+        f"cannot read {path} ({detail}): run Wireshark's capture as root,"
+        f" grant read access (setfacl -m u:{user}:r {quote(str(path))};"
+        " redo it whenever the file is created anew, e.g. after a host reboot),"
+        " or use the SSH source against localhost"
+    )
+
+
+def demo_log_path() -> Path:
+    """The bundled demo log (package data), as a real file even from a zipped install."""
+    from importlib.resources import files
+
+    resource = files(__package__ or "swtpm_extcap") / "data" / DEMO_FILE
+    if isinstance(resource, Path):
+        return resource
+    return _extracted(resource)  # pragma: no cover - zip imports only
+
+
+_EXTRACTED: list[Path] = []
+
+
+def _extracted(resource: object) -> Path:  # pragma: no cover - zip imports only
+    """Copy a resource out of a zip once per process (removed at exit)."""
+    if not _EXTRACTED:
+        import atexit
+        import shutil
+        import tempfile
+        from importlib.resources.abc import Traversable
+
+        assert isinstance(resource, Traversable)
+        tmp = tempfile.mkdtemp(prefix="swtpm-extcap-")
+        atexit.register(shutil.rmtree, tmp, True)
+        target = Path(tmp) / DEMO_FILE
+        target.write_bytes(resource.read_bytes())
+        _EXTRACTED.append(target)
+    return _EXTRACTED[0]
+
+
+def sanitize(text: str) -> str:
+    """Step 4 of the naming rule: ``[A-Za-z0-9._-]`` only, never empty."""
+    return _UNSAFE.sub("_", text).strip("._-") or "log"
+
+
+def glob_key(pattern: str, path: str) -> str:
+    """Steps 1 to 4 of the naming rule: the key of ``path``, a match of ``pattern``."""
+    pparts = pattern.split("/")
+    mparts = path.split("/")
+    index = next((i for i, part in enumerate(pparts) if _WILDCARD.search(part)), None)
+    if index is None or len(pparts) != len(mparts):
+        component = mparts[-1]
+    else:
+        pat, component = pparts[index], mparts[index]
+        first = _WILDCARD.search(pat)
+        head = pat[: first.start()] if first else ""
+        tail = pat[_last_wildcard_end(pat) :]
+        if (
+            len(component) > len(head) + len(tail)
+            and component.startswith(head)
+            and component.endswith(tail)
+        ):
+            component = component[len(head) : len(component) - len(tail)]
+    key = component
+    if key.endswith(".log"):
+        key = key[: -len(".log")]
+    for suffix in ("-swtpm", "_swtpm"):
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+            break
+    return sanitize(key)
+
+
+def _last_wildcard_end(pat: str) -> int:
+    end = max(pat.rfind("*"), pat.rfind("?")) + 1
+    close = pat.rfind("]")
+    if close >= 0 and "[" in pat[:close]:
+        end = max(end, close + 1)
+    return end
+
+
+def _proxmox(folder: str, conf_dir: str, seen: set[tuple[int, int]]) -> Iterator[_Found]:
+    for entry in _scan(folder):
+        m = _PROXMOX_LOG.fullmatch(entry.name)
+        if m is None or not _new_file(entry.path, seen):
+            continue
+        vmid = m.group(1)
+        vm_name = _pve_name(os.path.join(conf_dir, f"{vmid}.conf"))
+        display = f"SWTPM VM {vmid} ({vm_name})" if vm_name else f"SWTPM VM {vmid}"
+        yield _Found(entry.path, "proxmox", vmid, vm_name, vmid, _safe_display(display))
+
+
+def _libvirt(folder: str, seen: set[tuple[int, int]]) -> Iterator[_Found]:
+    for entry in _scan(folder):
+        m = _LIBVIRT_LOG.fullmatch(entry.name)
+        if m is None or not _new_file(entry.path, seen):
+            continue
+        domain = m.group(1)
+        display = _safe_display(f"SWTPM libvirt {domain}")
+        yield _Found(entry.path, "libvirt", domain, domain, sanitize(domain), display)
+
+
+def _globbed(patterns: Iterable[str], seen: set[tuple[int, int]]) -> Iterator[_Found]:
+    import glob
+
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern)):
+            if not _new_file(path, seen):
+                continue
+            key = glob_key(pattern, path)
+            path = os.path.abspath(path)
+            display = _safe_display(f"SWTPM {key} ({path})")
+            yield _Found(path, "glob", key, None, key, display)
+
+
+def _name_all(found: list[_Found], taken: set[str]) -> Iterator[Interface]:
+    """Step 5 of the naming rule, over one source's matches."""
+    counts: dict[str, int] = {}
+    for f in found:
+        counts[f.key] = counts.get(f.key, 0) + 1
+    clashing = {key for key, n in counts.items() if n > 1 or PREFIX + key in taken}
+    names = [
+        _hashed(f, taken) if f.key in clashing else PREFIX + f.key for f in found
+    ]
+    for f, name in zip(found, names):
+        taken.add(name)
+        yield _interface(f, name)
+
+
+def _hashed(found: _Found, taken: set[str]) -> str:
+    import hashlib
+
+    digest = hashlib.sha1(os.path.abspath(found.path).encode("utf-8", "surrogateescape"))
+    hexdigits = digest.hexdigest()
+    for width in range(HASH_DIGITS, len(hexdigits) + 1):
+        name = f"{PREFIX}{found.key}-{hexdigits[:width]}"
+        if name not in taken:
+            return name
+    raise AssertionError(f"two listed files share the path {found.path}")  # pragma: no cover
+
+
+def _interface(found: _Found, name: str) -> Interface:
+    return Interface(
+        name=name,
+        display=found.display,
+        path=Path(found.path),
+        kind=found.kind,
+        vm_id=found.vm_id,
+        vm_name=found.vm_name,
+        readable=os.access(found.path, os.R_OK),
+    )
+
+
+def _scan(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError:  # missing, not a folder, or not ours to list
+        return []
+
+
+def _new_file(path: str, seen: set[tuple[int, int]]) -> bool:
+    """True for a regular file (symlinks followed) not listed yet."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if (st.st_mode & 0o170000) != 0o100000:  # not S_ISREG
+        return False
+    ident = (st.st_dev, st.st_ino)
+    if ident in seen:
+        return False
+    seen.add(ident)
+    return True
+
+
+def _pve_name(conf: str) -> str | None:
+    """The ``name:`` of a Proxmox VM config, from its main section only."""
+    try:
+        with open(conf, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("["):  # snapshot and pending sections follow
+                    return None
+                m = _PVE_NAME.fullmatch(line)
+                if m:
+                    return m.group(1)
+    except OSError:
+        return None
+    return None
+
+
+def _safe_display(text: str) -> str:
+    """No braces or control characters: the extcap list format uses ``{...}``."""
+    return _DISPLAY_UNSAFE.sub("?", text)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
