@@ -1,0 +1,344 @@
+"""Follow one local log file like ``tail -F``: yield its bytes as they are appended.
+
+:func:`follow` yields raw chunks (a partial last line included: the parser
+holds it back) and survives what happens to swtpm logs on a host:
+
+* the file does not exist yet: wait for it (VM not started);
+* truncation (``logrotate copytruncate``, ``: > log``): read again from offset 0;
+* rotation (rename away, new file at the path): first drain the old file to
+  its end through the still open descriptor, then read the new one from 0;
+* deletion: keep reading the old descriptor (a running swtpm still writes to
+  the deleted file) and switch as soon as a file appears at the path again
+  (VM restart: swtpm creates the file or appends to it).
+
+When the followed file is switched (rotation, truncation, re-creation) and what
+was yielded so far does not end with a newline, ``b"\\n"`` is yielded first, so
+that the parser ends that line instead of gluing the next file's first line
+onto it.
+
+On Linux the file's *directory* is watched with inotify (through ctypes, no
+third-party module), so a write is seen within a millisecond; elsewhere, or if
+inotify fails, the file is polled every ``poll_interval`` seconds. In both modes
+every wake-up re-checks the file with ``fstat``/``stat``: inotify is only a hint.
+
+Errors: a :class:`PermissionError` (file or directory not readable) propagates
+from the first ``next()`` that meets it, so the caller can print one line.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator
+
+from .inotify import DirWatch
+
+#: most bytes yielded by one chunk: a big backlog streams in constant memory
+CHUNK_SIZE = 1 << 20
+#: default polling interval (seconds) when inotify is not used
+POLL_INTERVAL = 0.05
+#: longest single block while waiting with inotify, so that ``stop`` is seen promptly
+MAX_BLOCK = 0.05
+#: bytes just before our offset that are re-read to notice a file that was
+#: truncated and grew past our offset again between two looks
+GUARD_SIZE = 256
+
+EventSink = Callable[[str], None]
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# never block in open() on a FIFO at the path (stop could not interrupt it)
+_OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)
+
+
+def read_once(
+    path: str | os.PathLike[str], stop: threading.Event, *, chunk_size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """Yield the whole file in chunks of at most ``chunk_size`` bytes, then end.
+
+    For "stop at end of log" (replay) mode. Ends early when ``stop`` is set.
+    :class:`FileNotFoundError` and :class:`PermissionError` propagate from the
+    first ``next()``.
+    """
+    fd = os.open(os.fspath(path), _OPEN_FLAGS)
+    try:
+        while not stop.is_set():
+            try:
+                data = os.read(fd, chunk_size)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            yield data
+    finally:
+        os.close(fd)
+
+
+def follow(
+    path: str | os.PathLike[str],
+    stop: threading.Event,
+    *,
+    from_start: bool = True,
+    poll_interval: float = POLL_INTERVAL,
+    on_event: EventSink | None = None,
+    use_inotify: bool = True,
+) -> Iterator[bytes]:
+    """Yield chunks of the log at ``path`` as they are appended, until ``stop`` is set.
+
+    ``from_start``: begin with the existing content (the default), or at the
+    current end of the file (only new records; the rest of a partial last
+    line is skipped too). A file that does not exist yet is always read from
+    its start once it appears.
+
+    ``poll_interval``: seconds between looks at the file without inotify
+    (at most 0.05 s is advised: new data should reach Wireshark in < 100 ms).
+
+    ``on_event``: gets one short line per noteworthy change, for a debug log:
+    ``"waiting for ..."``, ``"opened ..."``, ``"truncated ..."``,
+    ``"rotated ..."``, ``"deleted ..."``, ``"re-created ..."``, ``"inotify ..."``.
+
+    ``use_inotify``: False forces polling (tests, benchmarks).
+
+    The generator ends within about ``max(poll_interval, 0.05)`` seconds of
+    ``stop`` being set, also while waiting; closing it releases the file.
+    Raises :class:`PermissionError` (and other :class:`OSError`) when the file
+    or its directory cannot be read.
+    """
+    if poll_interval <= 0:
+        raise ValueError(f"poll_interval must be > 0, not {poll_interval!r}")
+    follower = _Follower(os.fspath(path), stop, from_start, poll_interval, on_event, use_inotify)
+    try:
+        yield from follower.run()
+    finally:
+        follower.close()
+
+
+class _Follower:
+    """The state of one :func:`follow`: the open file, our offset in it, the watch."""
+
+    def __init__(
+        self,
+        path: str,
+        stop: threading.Event,
+        from_start: bool,
+        poll_interval: float,
+        on_event: EventSink | None,
+        use_inotify: bool,
+    ) -> None:
+        self.path = path
+        self.stop = stop
+        self.from_start = from_start
+        self.poll_interval = poll_interval
+        self.on_event = on_event
+        self.use_inotify = use_inotify
+        self.fd: int | None = None
+        self.ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
+        self.regular = True
+        self.offset = 0  # bytes of the open file consumed (read, yielded or skipped)
+        self.guard = b""  # the file's last GUARD_SIZE bytes before offset
+        self.ended_nl = True  # nothing yielded since the last switch, or it ended with b"\n"
+        self.skip_partial = False  # drop bytes up to the first b"\n" (from_start=False)
+        self.opened_before = False
+        self.path_state = "unknown"  # "present" | "missing": for on_event
+        self.watch: DirWatch | None = None
+
+    def emit(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(message)
+
+    # -- the loop --------------------------------------------------------------
+
+    def run(self) -> Iterator[bytes]:
+        if self.use_inotify:
+            directory, name = os.path.split(os.path.abspath(self.path))
+            try:
+                self.watch = DirWatch(directory, name)
+            except OSError as exc:
+                self.emit(f"inotify unavailable ({exc}): polling every {self.poll_interval:g} s")
+            else:
+                self.emit(f"inotify: watching directory {directory}")
+        else:
+            self.emit(f"polling every {self.poll_interval:g} s")
+        stop = self.stop
+        while not stop.is_set():
+            busy = False
+            if self.fd is not None:
+                for chunk in self.read_available():
+                    busy = True
+                    yield chunk
+                    if stop.is_set():
+                        return
+            st = self.stat_path()
+            if st is None:
+                if self.path_state != "missing":
+                    self.path_state = "missing"
+                    if self.fd is None:
+                        self.emit(f"waiting for {self.path} to be created")
+                    else:
+                        gone = "deleted" if os.fstat(self.fd).st_nlink == 0 else "moved away"
+                        self.emit(f"{gone}: {self.path} is gone; still reading the old file"
+                                  " until a new one appears")
+            elif self.fd is None or (st.st_dev, st.st_ino) != self.ident:
+                # a (new) file at the path: drain the old one, then switch to it
+                if self.fd is None:
+                    how = "re-created" if self.opened_before else (
+                        "created" if self.path_state == "missing" else "opened")
+                else:
+                    how = "re-created" if os.fstat(self.fd).st_nlink == 0 else "rotated"
+                    for chunk in self.drain():
+                        yield chunk
+                        if stop.is_set():
+                            return
+                yield from self.end_line()
+                if self.open(how):
+                    busy = True
+            else:
+                self.path_state = "present"
+            if not busy:
+                self.wait()
+
+    def wait(self) -> None:
+        watch = self.watch
+        if watch is None:
+            self.stop.wait(self.poll_interval)
+        else:
+            # while the path is not our open file, the old file may be written
+            # under another name in the directory: then every change wakes us
+            watch.wait(min(self.poll_interval, MAX_BLOCK), any_name=self.path_state != "present")
+
+    def stat_path(self) -> os.stat_result | None:
+        try:
+            return os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    # -- switching files -------------------------------------------------------
+
+    def open(self, how: str) -> bool:
+        """Open the file at the path; False if it vanished in between.
+
+        ``how`` names the switch for ``on_event``: opened, created, rotated, re-created.
+        """
+        try:
+            fd = os.open(self.path, _OPEN_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        st = os.fstat(fd)
+        first = not self.opened_before
+        self.fd = fd
+        self.ident = (st.st_dev, st.st_ino)
+        self.regular = stat.S_ISREG(st.st_mode)
+        self.offset = 0
+        self.guard = b""
+        self.skip_partial = False
+        self.path_state = "present"
+        self.opened_before = True
+        if first and how == "opened" and not self.from_start and self.regular and st.st_size > 0:
+            # start at the end; if that is inside a line, skip the rest of it
+            self.offset = st.st_size
+            self.guard = _pread(fd, max(0, st.st_size - GUARD_SIZE), st.st_size)
+            self.skip_partial = not self.guard.endswith(b"\n")
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            self.emit(f"opened {self.path} (inode {st.st_ino}) at its end, offset {self.offset}")
+        elif how == "rotated":
+            self.emit(f"rotated: new file at {self.path} (inode {st.st_ino}),"
+                      " old one drained; reading from offset 0")
+        else:
+            self.emit(f"{how}: {self.path} (inode {st.st_ino}), reading from offset 0")
+        return True
+
+    def drain(self) -> Iterator[bytes]:
+        """Read the open (old) file to its end, then close it."""
+        while self.fd is not None:
+            got = False
+            for chunk in self.read_available():
+                got = True
+                yield chunk
+            if not got:
+                break
+        self.close_file()
+
+    def end_line(self) -> Iterator[bytes]:
+        """Yield b"\\n" if what was yielded so far ends inside a line."""
+        if not self.ended_nl:
+            self.ended_nl = True
+            yield b"\n"
+
+    def restart(self, why: str) -> Iterator[bytes]:
+        """The same file was truncated or rewritten: read it again from offset 0."""
+        assert self.fd is not None
+        self.emit(f"truncated: {self.path} {why}; reading it again from offset 0")
+        yield from self.end_line()
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.offset = 0
+        self.guard = b""
+        self.skip_partial = False
+
+    # -- reading -----------------------------------------------------------
+
+    def read_available(self) -> Iterator[bytes]:
+        """Yield what the open file holds beyond our offset (as of one fstat)."""
+        fd = self.fd
+        assert fd is not None
+        if not self.regular:
+            yield from self.read_some(fd, CHUNK_SIZE)
+            return
+        size = os.fstat(fd).st_size
+        if size < self.offset:
+            yield from self.restart(f"shrank to {size} bytes (we had read {self.offset})")
+        elif size > self.offset and self.guard:
+            start = self.offset - len(self.guard)
+            if _pread(fd, start, self.offset) != self.guard:
+                yield from self.restart(f"was rewritten (bytes before offset {self.offset} changed)")
+        remaining = size - self.offset
+        while remaining > 0:
+            got = 0
+            for chunk in self.read_some(fd, min(remaining, CHUNK_SIZE)):
+                got = len(chunk)
+                yield chunk
+            if got == 0 and self.offset < size:
+                # read() gave nothing although fstat promised more: the file
+                # shrank meanwhile; the next round sees it
+                return
+            remaining = size - self.offset
+
+    def read_some(self, fd: int, n: int) -> Iterator[bytes]:
+        """One read(); yields the data (minus a skipped partial line), if any."""
+        try:
+            data = os.read(fd, n)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        self.offset += len(data)
+        self.guard = data[-GUARD_SIZE:] if len(data) >= GUARD_SIZE else (self.guard + data)[-GUARD_SIZE:]
+        if self.skip_partial:
+            cut = data.find(b"\n")
+            if cut < 0:
+                return
+            self.skip_partial = False
+            data = data[cut + 1 :]
+            if not data:
+                return
+        self.ended_nl = data.endswith(b"\n")
+        yield data
+
+    def close_file(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        self.close_file()
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.close()
+
+
+def _pread(fd: int, start: int, end: int) -> bytes:
+    """Bytes [start, end) of the file; leaves the file position at ``end`` where
+    there is no ``os.pread``."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, end - start, start)
+    os.lseek(fd, start, os.SEEK_SET)
+    return os.read(fd, end - start)
