@@ -120,6 +120,7 @@ class _Conversation:
 
 _TPM_KINDS = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
 _TO_SERVER = (Kind.TPM_COMMAND, Kind.CTRL_COMMAND)
+_LABEL_OF = {kind: kind.value for kind in Kind}
 
 
 class Framer:
@@ -159,6 +160,7 @@ class Framer:
         append = out.append
         tpm_kinds = _TPM_KINDS
         to_server = _TO_SERVER
+        labels = _LABEL_OF
         for event in events:
             if type(event) is not Record:
                 if type(event) is RunStart:
@@ -166,10 +168,9 @@ class Framer:
                 else:
                     self._notes.append(f"swtpm log defect: {event}")
                 continue
-            rec: Record = event  # type: ignore[assignment]
-            kind = rec.kind
-            if rec.run != self._run:  # a stream that starts without a RunStart
-                self._run_start(RunStart(rec.run, rec.line, None, None, "first record"), now_us)
+            kind, data, line, run, declared, defects, last_line = event  # type: ignore[misc]
+            if run != self._run:  # a stream that starts without a RunStart
+                self._run_start(RunStart(run, line, None, None, "first record"), now_us)
             if kind in tpm_kinds:
                 conv = self._tpm
             elif self.ctrl:
@@ -177,22 +178,21 @@ class Framer:
             else:
                 continue
             assert conv is not None
-            data = rec.data
             if not data:
-                self._notes.append(f"empty record at swtpm log line {rec.line}: {kind.value}")
+                self._notes.append(f"empty record at swtpm log line {line}: {kind.value}")
                 continue
             if not conv.open:
-                out += self._handshake(conv, now_us, rec.line)
-            conv.last_line = rec.last_line or rec.line
+                out += self._handshake(conv, now_us, line)
+            conv.last_line = last_line or line
             if kind in to_server:
                 pkt = conv.up.frame(conv.cseq, conv.sseq, data)
                 conv.cseq = (conv.cseq + len(data)) & 0xFFFFFFFF
             else:
                 pkt = conv.down.frame(conv.sseq, conv.cseq, data)
                 conv.sseq = (conv.sseq + len(data)) & 0xFFFFFFFF
-            comment = f"swtpm log line {rec.line}: {kind.value} length {rec.declared}"
-            if rec.defects:
-                comment += "".join(f"\nswtpm log defect: {d}" for d in rec.defects)
+            comment = f"swtpm log line {line}: {labels[kind]} length {declared}"
+            if defects:
+                comment += "".join(f"\nswtpm log defect: {d}" for d in defects)
             if self._notes:
                 comment = self._with_notes(comment)
             # the clock, inlined: this loop runs once per record
