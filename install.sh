@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Install swtpm-extcap: a virtual environment with the package from this source
+# folder, and a launcher in the extcap folder of the installed Wireshark.
+# Run ./install.sh --help for the options. Safe to run again (it updates).
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: ./install.sh [--venv DIR] [--system] [--dir DIR] [--python PY] [--uninstall]
+
+Creates a virtual environment, installs swtpm-extcap from this folder into it
+(a copy: the folder may move afterwards), and writes the launcher
+extcap/swtpm-extcap, pointing at that environment's python, into the extcap
+folder of the installed Wireshark:
+  Wireshark 4.2+  the "Personal Extcap path" of `tshark -G folders`,
+                  else ~/.local/lib/wireshark/extcap
+  Wireshark 4.0   <Personal configuration>/extcap, i.e. ~/.config/wireshark/extcap
+
+  --venv DIR       virtual environment (default:
+                   ${XDG_DATA_HOME:-$HOME/.local/share}/swtpm-extcap/venv,
+                   or /opt/swtpm-extcap/venv with --system)
+  --system         Wireshark's global extcap folder instead (run as root)
+  --dir DIR        this extcap folder instead
+  --python PY      interpreter that creates the environment (default: python3, >= 3.9)
+  --uninstall      remove the launcher and the virtual environment
+EOF
+}
+
+say() { printf 'swtpm-extcap: %s\n' "$*"; }
+die() { printf 'swtpm-extcap: error: %s\n' "$*" >&2; exit 1; }
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV=""
+SYSTEM=0
+EXTCAP_DIR=""
+EXTCAP_DIR_ARG=""
+PYTHON=${PYTHON:-python3}
+UNINSTALL=0
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --venv) [ $# -ge 2 ] || die "--venv needs a folder"; VENV=$2; shift 2 ;;
+        --venv=*) VENV=${1#--venv=}; shift ;;
+        --dir) [ $# -ge 2 ] || die "--dir needs a folder"; EXTCAP_DIR=$2; EXTCAP_DIR_ARG=1; shift 2 ;;
+        --dir=*) EXTCAP_DIR=${1#--dir=}; EXTCAP_DIR_ARG=1; shift ;;
+        --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PYTHON=$2; shift 2 ;;
+        --python=*) PYTHON=${1#--python=}; shift ;;
+        --system) SYSTEM=1; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $1" ;;
+    esac
+done
+
+HOME=${HOME:?HOME is not set}
+case "$EXTCAP_DIR" in ""|/*) ;; *) EXTCAP_DIR=$PWD/$EXTCAP_DIR ;; esac
+if [ -z "$VENV" ]; then
+    if [ "$SYSTEM" = 1 ]; then
+        VENV=/opt/swtpm-extcap/venv
+    else
+        VENV=${XDG_DATA_HOME:-$HOME/.local/share}/swtpm-extcap/venv
+    fi
+fi
+case "$VENV" in /*) ;; *) VENV=$PWD/$VENV ;; esac
+VENV=${VENV%/}
+case "$VENV" in *[[:space:]]*) die "the venv path '$VENV' has whitespace, which a #! line cannot hold; pick another with --venv" ;; esac
+
+# --- Wireshark: which one, and where its extcap folder is ---------------------
+WS=""
+for prog in tshark wireshark; do
+    if command -v "$prog" >/dev/null 2>&1; then WS=$(command -v "$prog"); break; fi
+done
+NO_WS="Wireshark not found (neither tshark nor wireshark on PATH); install it, e.g. 'sudo apt install tshark' on Debian/Ubuntu, then run this again"
+
+FOLDERS=""
+folder() {  # value of a `tshark -G folders` line, e.g. folder "Extcap path"
+    printf '%s\n' "$FOLDERS" | awk -F '\t' -v key="$1:" '{ k = $1; sub(/[ ]+$/, "", k) } k == key { print $2; exit }'
+}
+
+LAUNCHERS=()  # where the launcher goes (uninstall without Wireshark: where it may be)
+if [ -n "$EXTCAP_DIR" ]; then
+    LAUNCHERS=("$EXTCAP_DIR/swtpm-extcap")
+elif [ -z "$WS" ]; then
+    [ "$UNINSTALL" = 1 ] || die "$NO_WS"
+    [ "$SYSTEM" = 0 ] || die "$NO_WS (or pass --dir with the extcap folder)"
+    LAUNCHERS=("${XDG_CONFIG_HOME:-$HOME/.config}/wireshark/extcap/swtpm-extcap"
+               "$HOME/.local/lib/wireshark/extcap/swtpm-extcap")
+else
+    VERSION_LINE=$("$WS" --version 2>/dev/null | head -n 1 || true)
+    if [[ $VERSION_LINE =~ ([0-9]+)\.([0-9]+)\.[0-9]+ ]]; then
+        WS_MAJOR=${BASH_REMATCH[1]}
+        WS_MINOR=${BASH_REMATCH[2]}
+    else
+        die "cannot read the version from '$WS --version' (got: '$VERSION_LINE')"
+    fi
+    say "found Wireshark $WS_MAJOR.$WS_MINOR ($WS)"
+    case "$(basename "$WS")" in tshark*) FOLDERS=$("$WS" -G folders 2>/dev/null || true) ;; esac
+    if [ "$SYSTEM" = 1 ]; then
+        EXTCAP_DIR=$(folder "Global Extcap path")
+        [ -n "$EXTCAP_DIR" ] || EXTCAP_DIR=$(folder "Extcap path")
+        [ -n "$EXTCAP_DIR" ] || die "$WS does not report its global extcap folder; pass --dir DIR (Wireshark shows it under Help > About > Folders)"
+    else
+        # 4.2+ print their personal extcap folder (4.4+ may add a per-application subfolder)
+        EXTCAP_DIR=$(folder "Personal Extcap path")
+        if [ -z "$EXTCAP_DIR" ]; then
+            if [ "$WS_MAJOR" -gt 4 ] || { [ "$WS_MAJOR" -eq 4 ] && [ "$WS_MINOR" -ge 2 ]; }; then
+                EXTCAP_DIR=$HOME/.local/lib/wireshark/extcap
+            else
+                PERSONAL=$(folder "Personal configuration")
+                EXTCAP_DIR=${PERSONAL:-${XDG_CONFIG_HOME:-$HOME/.config}/wireshark}/extcap
+            fi
+        fi
+    fi
+    LAUNCHERS=("$EXTCAP_DIR/swtpm-extcap")
+fi
+
+# --- uninstall -----------------------------------------------------------------
+if [ "$UNINSTALL" = 1 ]; then
+    for launcher in "${LAUNCHERS[@]}"; do
+        if [ -e "$launcher" ] || [ -L "$launcher" ]; then
+            rm -f -- "$launcher"
+            say "removed the launcher $launcher"
+        elif [ ${#LAUNCHERS[@]} -eq 1 ]; then
+            say "no launcher at $launcher (nothing to remove)"
+        fi
+    done
+    if [ -f "$VENV/pyvenv.cfg" ]; then
+        rm -rf -- "$VENV"
+        say "removed the virtual environment $VENV"
+        rmdir -- "$(dirname "$VENV")" 2>/dev/null || true
+    elif [ -e "$VENV" ]; then
+        say "left $VENV alone: it is not a virtual environment (no pyvenv.cfg)"
+    else
+        say "no virtual environment at $VENV (nothing to remove)"
+    fi
+    exit 0
+fi
+LAUNCHER=$EXTCAP_DIR/swtpm-extcap
+
+# --- virtual environment ---------------------------------------------------------
+command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH; install Python 3.9+ (Debian: sudo apt install python3-venv) or pass --python"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || die "$PYTHON is older than 3.9; pass --python with a newer one"
+PY=$VENV/bin/python
+if [ -x "$PY" ] && "$PY" -c 'import sys' >/dev/null 2>&1; then
+    say "using the virtual environment $VENV"
+else
+    if [ -e "$VENV" ] && [ ! -f "$VENV/pyvenv.cfg" ]; then
+        die "$VENV exists and is not a virtual environment; pick another with --venv"
+    fi
+    mkdir -p -- "$(dirname "$VENV")"
+    "$PYTHON" -m venv --clear "$VENV" ||
+        die "'$PYTHON -m venv' failed; on Debian/Ubuntu: sudo apt install python3-venv"
+    say "created the virtual environment $VENV (Python $("$PY" -c 'import sys; print(sys.version.split()[0])'))"
+fi
+
+# --- the package -------------------------------------------------------------------
+# Built from a copy of the source, so the checkout stays clean and may move later.
+# The wheel comes from the PEP 517 backend of setuptools (>= 61; before 70.1 it also
+# needs the wheel package), taken from the environment, else from $PYTHON itself
+# (Debian: python3-setuptools, python3-wheel), else from what pip fetches from
+# your index. Installing the wheel never looks at an index.
+BUILD=$(mktemp -d)
+trap 'rm -rf -- "$BUILD"' EXIT
+for item in pyproject.toml setup.cfg setup.py MANIFEST.in README.md LICENSE swtpm_extcap; do
+    if [ -e "$SRC/$item" ]; then cp -R -- "$SRC/$item" "$BUILD/"; fi
+done
+find "$BUILD" -name __pycache__ -type d -prune -exec rm -rf {} +
+
+can_build() {
+    "$1" - >/dev/null 2>&1 <<'PYEOF'
+import sys
+import setuptools
+v = tuple(int(p) for p in setuptools.__version__.split(".")[:2])
+if v < (61, 0):
+    sys.exit(1)
+if v < (70, 1):
+    import wheel  # noqa: F401  (provides bdist_wheel)
+PYEOF
+}
+if can_build "$PY"; then
+    BUILDER=$PY
+elif can_build "$PYTHON"; then
+    BUILDER=$(command -v "$PYTHON")
+else
+    say "no setuptools >= 61 with wheel support at hand; asking pip for setuptools and wheel"
+    "$PY" -m pip install --quiet --disable-pip-version-check 'setuptools>=61' wheel ||
+        die "pip could not get setuptools and wheel (offline?): connect to the internet, or install them for $PYTHON (Debian: sudo apt install python3-setuptools python3-wheel) and run this again"
+    BUILDER=$PY
+fi
+if ! BUILD_OUT=$(cd "$BUILD" && "$BUILDER" -c 'import sys, setuptools.build_meta as b; b.build_wheel(sys.argv[1])' "$BUILD/dist" 2>&1); then
+    printf '%s\n' "$BUILD_OUT" >&2
+    die "building swtpm-extcap from $SRC with $BUILDER failed (output above)"
+fi
+WHEELS=("$BUILD"/dist/*.whl)
+[ -f "${WHEELS[0]}" ] || die "building swtpm-extcap from $SRC made no wheel"
+if ! PIP_OUT=$("$PY" -m pip install --no-index --no-deps --force-reinstall --quiet --disable-pip-version-check "${WHEELS[0]}" 2>&1); then
+    printf '%s\n' "$PIP_OUT" >&2
+    die "pip install of ${WHEELS[0]##*/} into $VENV failed (output above)"
+fi
+"$PY" -c 'import swtpm_extcap.cli' || die "installed, but '$PY' cannot import swtpm_extcap.cli"
+say "installed swtpm-extcap $("$PY" -c 'import swtpm_extcap; print(swtpm_extcap.__version__)') from $SRC into $VENV"
+
+# --- the launcher ------------------------------------------------------------------
+mkdir -p -- "$EXTCAP_DIR" 2>/dev/null || die "cannot create $EXTCAP_DIR (--system needs root)"
+TMP_LAUNCHER=$(mktemp "$EXTCAP_DIR/.swtpm-extcap.XXXXXX" 2>/dev/null) ||
+    die "cannot write into $EXTCAP_DIR (--system needs root)"
+{ printf '#!%s\n' "$PY"; tail -n +2 -- "$SRC/extcap/swtpm-extcap"; } >"$TMP_LAUNCHER"
+chmod 0755 -- "$TMP_LAUNCHER"
+mv -f -- "$TMP_LAUNCHER" "$LAUNCHER"
+say "wrote the launcher $LAUNCHER (runs $PY)"
+
+REMOVE_ARGS=" --venv $VENV"
+if [ "$SYSTEM" = 1 ]; then REMOVE_ARGS+=" --system"; fi
+if [ -n "$EXTCAP_DIR_ARG" ]; then REMOVE_ARGS+=" --dir $EXTCAP_DIR"; fi
+cat <<EOF
+
+Try it:
+  tshark -D | grep swtpm
+  tshark -i swtpm-demo -c 10
+(Wireshark reads its extcap folder when it starts: restart it to see the interfaces.)
+Remove with: $SRC/install.sh --uninstall$REMOVE_ARGS
+EOF
