@@ -44,6 +44,10 @@ class Kind(enum.Enum):
     CTRL_RESPONSE = "Ctrl Rsp"
     CTRL_CONTINUED = "Ctrl Rsp Continued"
 
+    # members are singletons: identity hashing is correct and, unlike Enum's
+    # own __hash__ (Python code), costs nothing in the per-record dict lookups
+    __hash__ = object.__hash__
+
     @property
     def is_tpm(self) -> bool:
         return self is Kind.TPM_COMMAND or self is Kind.TPM_RESPONSE
