@@ -164,11 +164,11 @@ class Framer:
         for event in events:
             if type(event) is not Record:
                 if type(event) is RunStart:
-                    out += self._run_start(event, now_us)  # type: ignore[arg-type]
+                    out += self._run_start(event, now_us)
                 else:
                     self._notes.append(f"swtpm log defect: {event}")
                 continue
-            kind, data, line, run, declared, defects, last_line = event  # type: ignore[misc]
+            kind, data, line, run, declared, defects, last_line = event
             if run != self._run:  # a stream that starts without a RunStart
                 self._run_start(RunStart(run, line, None, None, "first record"), now_us)
             if kind in tpm_kinds:

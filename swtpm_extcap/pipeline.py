@@ -98,9 +98,9 @@ class Pipeline:
         records = summary.records
         for event in events:
             if type(event) is Record:
-                records[event.kind] += 1  # type: ignore[union-attr]
-                if event.defects:  # type: ignore[union-attr]
-                    summary.defects.extend(event.defects)  # type: ignore[union-attr]
+                records[event.kind] += 1
+                if event.defects:
+                    summary.defects.extend(event.defects)
             elif type(event) is RunStart:
                 summary.runs += 1
             else:
