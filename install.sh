@@ -127,7 +127,7 @@ if [ "$UNINSTALL" = 1 ]; then
     if [ -f "$VENV/pyvenv.cfg" ]; then
         rm -rf -- "$VENV"
         say "removed the virtual environment $VENV"
-        rmdir -- "$(dirname "$VENV")" 2>/dev/null || true
+        if [ "$(basename "$(dirname "$VENV")")" = swtpm-extcap ]; then rmdir -- "$(dirname "$VENV")" 2>/dev/null || true; fi
     elif [ -e "$VENV" ]; then
         say "left $VENV alone: it is not a virtual environment (no pyvenv.cfg)"
     else

@@ -4,6 +4,10 @@ Schema (TOML)::
 
     [local]
     globs = ["/srv/vms/*/swtpm.log"]   # extra logs to list; absolute, ~ allowed
+    # where discovery looks (these are the defaults):
+    proxmox_dir = "/run/qemu-server"          # <vmid>-swtpm.log
+    pve_conf_dir = "/etc/pve/qemu-server"     # <vmid>.conf, for the VM names
+    libvirt_dir = "/var/log/swtpm/libvirt/qemu"  # <domain>-swtpm.log
 
 Other top-level tables (e.g. a future ``[[remote]]`` SSH host list) are
 accepted and ignored, so an older swtpm-extcap reads a newer file.  Inside
@@ -32,7 +36,17 @@ APP_DIR = "swtpm-extcap"
 FILE_NAME = "config.toml"
 EXAMPLE = '[local]\nglobs = ["/srv/vms/*/swtpm.log"]'
 
-_LOCAL_KEYS = {"globs": 'a list of absolute path patterns, e.g. globs = ["/srv/vms/*/swtpm.log"]'}
+PROXMOX_DIR = "/run/qemu-server"
+PVE_CONF_DIR = "/etc/pve/qemu-server"
+LIBVIRT_DIR = "/var/log/swtpm/libvirt/qemu"
+
+_FOLDER = "an absolute folder path as a string, e.g. {} = {!r}"
+_LOCAL_KEYS = {
+    "globs": 'a list of absolute path patterns, e.g. globs = ["/srv/vms/*/swtpm.log"]',
+    "proxmox_dir": _FOLDER.format("proxmox_dir", PROXMOX_DIR),
+    "pve_conf_dir": _FOLDER.format("pve_conf_dir", PVE_CONF_DIR),
+    "libvirt_dir": _FOLDER.format("libvirt_dir", LIBVIRT_DIR),
+}
 
 
 class ConfigError(UserError):
@@ -45,6 +59,9 @@ class Config:
 
     path: Path | None = None
     globs: tuple[str, ...] = ()
+    proxmox_dir: str = PROXMOX_DIR
+    pve_conf_dir: str = PVE_CONF_DIR
+    libvirt_dir: str = LIBVIRT_DIR
     error: str | None = None
 
     def check(self) -> None:
@@ -125,7 +142,26 @@ def parse_config(data: bytes | str, source: Path, *, home: Path | None = None) -
             known = ", ".join(sorted(_LOCAL_KEYS))
             raise ConfigError(f"config file {source}: unknown key local.{key} (known: {known})")
     globs = _globs(local.get("globs", []), source, home)
-    return Config(path=source, globs=globs)
+    folders = {
+        key: _folder(local[key], key, source, home)
+        for key in ("proxmox_dir", "pve_conf_dir", "libvirt_dir")
+        if key in local
+    }
+    return Config(path=source, globs=globs, **folders)
+
+
+def _expand_home(text: str, home: Path | None) -> str:
+    if text == "~" or text.startswith("~/"):
+        return str((home if home is not None else Path.home()) / text[2:])
+    return text
+
+
+def _folder(value: Any, key: str, source: Path, home: Path | None) -> str:
+    expected = _LOCAL_KEYS[key]
+    if not isinstance(value, str) or not os.path.isabs(_expand_home(value, home)):
+        got = repr(value) if isinstance(value, str) else _kind(value)
+        raise ConfigError(f"config file {source}: local.{key} must be {expected}; got {got}")
+    return _expand_home(value, home)
 
 
 def _globs(value: Any, source: Path, home: Path | None) -> tuple[str, ...]:
@@ -141,9 +177,7 @@ def _globs(value: Any, source: Path, home: Path | None) -> tuple[str, ...]:
                 f"config file {source}: local.globs[{i}] must be a non-empty string"
                 f" (a path pattern); got {_kind(item)}"
             )
-        pattern = item
-        if pattern == "~" or pattern.startswith("~/"):
-            pattern = str((home if home is not None else Path.home()) / pattern[2:])
+        pattern = _expand_home(item, home)
         if not os.path.isabs(pattern):
             raise ConfigError(
                 f"config file {source}: local.globs[{i}] = {item!r} must be an absolute"

@@ -56,9 +56,6 @@ from typing import Literal
 from .config import Config
 from .errors import UserError
 
-PROXMOX_DIR = "/run/qemu-server"
-PVE_CONF_DIR = "/etc/pve/qemu-server"
-LIBVIRT_DIR = "/var/log/swtpm/libvirt/qemu"
 PREFIX = "swtpm-"
 DEMO_NAME = "swtpm-demo"
 DEMO_FILE = "demo-swtpm.log"
@@ -100,21 +97,29 @@ class _Found:
 def discover(
     config: Config,
     *,
-    proxmox_dir: str | os.PathLike[str] = PROXMOX_DIR,
-    pve_conf_dir: str | os.PathLike[str] = PVE_CONF_DIR,
-    libvirt_dir: str | os.PathLike[str] = LIBVIRT_DIR,
+    proxmox_dir: str | os.PathLike[str] | None = None,
+    pve_conf_dir: str | os.PathLike[str] | None = None,
+    libvirt_dir: str | os.PathLike[str] | None = None,
 ) -> list[Interface]:
     """List the interfaces, Proxmox by vmid, then libvirt, then globs, then the demo.
 
-    Never raises for a missing or unreadable folder, nor for a broken settings
-    file (``config.error`` is left for the capture path to report).
+    The folders default to the settings (``config.proxmox_dir`` etc., whose
+    defaults are ``/run/qemu-server``, ``/etc/pve/qemu-server`` and
+    ``/var/log/swtpm/libvirt/qemu``). Never raises for a missing or unreadable
+    folder, nor for a broken settings file (``config.error`` is left for the
+    capture path to report).
     """
+    proxmox_dir = config.proxmox_dir if proxmox_dir is None else proxmox_dir
+    pve_conf_dir = config.pve_conf_dir if pve_conf_dir is None else pve_conf_dir
+    libvirt_dir = config.libvirt_dir if libvirt_dir is None else libvirt_dir
     seen: set[tuple[int, int]] = set()
     taken = {DEMO_NAME}
     out: list[Interface] = []
 
-    proxmox = sorted(_proxmox(os.fspath(proxmox_dir), os.fspath(pve_conf_dir), seen),
-                     key=lambda f: (int(f.vm_id), f.vm_id))
+    proxmox = sorted(
+        _proxmox(os.fspath(proxmox_dir), os.fspath(pve_conf_dir), seen),
+        key=lambda f: (int(f.vm_id), f.vm_id),
+    )
     for found in proxmox:
         name = PREFIX + found.key
         if name in taken:  # "0103" and "103" stay apart; only a clash with demo is possible
@@ -145,11 +150,13 @@ def find_interface(
     name: str,
     config: Config,
     *,
-    proxmox_dir: str | os.PathLike[str] = PROXMOX_DIR,
-    pve_conf_dir: str | os.PathLike[str] = PVE_CONF_DIR,
-    libvirt_dir: str | os.PathLike[str] = LIBVIRT_DIR,
+    proxmox_dir: str | os.PathLike[str] | None = None,
+    pve_conf_dir: str | os.PathLike[str] | None = None,
+    libvirt_dir: str | os.PathLike[str] | None = None,
 ) -> Interface:
     """The interface called ``name``; :class:`UserError` saying why if there is none."""
+    proxmox_dir = config.proxmox_dir if proxmox_dir is None else proxmox_dir
+    libvirt_dir = config.libvirt_dir if libvirt_dir is None else libvirt_dir
     interfaces = discover(
         config, proxmox_dir=proxmox_dir, pve_conf_dir=pve_conf_dir, libvirt_dir=libvirt_dir
     )
@@ -168,7 +175,10 @@ def find_interface(
     elif name.startswith(PREFIX):
         log = Path(libvirt_dir) / f"{name[len(PREFIX):]}-swtpm.log"
         where = f"the globs in {config.path}" if config.globs else "no [local] globs configured"
-        msg = f"no interface {name}: no libvirt log at {log}, and {where} give no such name; {listing}"
+        msg = (
+            f"no interface {name}: no libvirt log at {log}, and {where} give no such name;"
+            f" {listing}"
+        )
     else:
         msg = f"no interface {name}: interface names start with {PREFIX!r}; {listing}"
     if config.error is not None:
@@ -306,9 +316,7 @@ def _name_all(found: list[_Found], taken: set[str]) -> Iterator[Interface]:
     for f in found:
         counts[f.key] = counts.get(f.key, 0) + 1
     clashing = {key for key, n in counts.items() if n > 1 or PREFIX + key in taken}
-    names = [
-        _hashed(f, taken) if f.key in clashing else PREFIX + f.key for f in found
-    ]
+    names = [_hashed(f, taken) if f.key in clashing else PREFIX + f.key for f in found]
     for f, name in zip(found, names):
         taken.add(name)
         yield _interface(f, name)

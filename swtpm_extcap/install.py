@@ -54,7 +54,10 @@ from swtpm_extcap.cli import main
 
 sys.exit(main())
 '''
-APT_HINT = "install it, e.g. `sudo apt install tshark` (Debian/Ubuntu) or from https://www.wireshark.org/download.html"
+APT_HINT = (
+    "install it, e.g. `sudo apt install tshark` (Debian/Ubuntu),"
+    " or from https://www.wireshark.org/download.html"
+)
 _VERSION = re.compile(r"(\d+)\.(\d+)\.\d+")
 _WINDOWS_TSHARK = r"C:\Program Files\Wireshark\tshark.exe"
 
