@@ -241,7 +241,6 @@ def parse_request(argv: Sequence[str]) -> Request:
     p.add_argument("--extcap-dlts", action="store_true")
     p.add_argument("--extcap-config", action="store_true")
     p.add_argument("--extcap-interface", default="")
-    p.add_argument("--extcap-reload-option")
     p.add_argument("--extcap-capture-filter")
     p.add_argument("--capture", action="store_true")
     p.add_argument("--fifo", default="")
@@ -250,14 +249,20 @@ def parse_request(argv: Sequence[str]) -> Request:
             p.add_argument(o.call, action="store_true")
         else:
             p.add_argument(o.call)
-    ns, _unknown = p.parse_known_args(list(argv))
+    args = list(argv)
+    reload_option = None
+    if "--extcap-reload-option" in args:  # its value is an option's call: "--mode"
+        at = args.index("--extcap-reload-option")
+        reload_option = args[at + 1] if at + 1 < len(args) else ""
+        del args[at : at + 2]
+    ns, _unknown = p.parse_known_args(args)
     values = {o.call: getattr(ns, o.dest) for o in OPTIONS if o.type != "boolflag"}
     return Request(
         interfaces=ns.extcap_interfaces,
         dlts=ns.extcap_dlts,
         config=ns.extcap_config,
         capture=ns.capture,
-        reload_option=ns.extcap_reload_option,
+        reload_option=reload_option,
         version=ns.extcap_version,
         interface=ns.extcap_interface,
         fifo=ns.fifo,
