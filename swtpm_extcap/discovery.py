@@ -169,16 +169,16 @@ def find_interface(
         log = Path(proxmox_dir) / f"{vmid.group(1)}-swtpm.log"
         msg = (
             f"no interface {name}: VM {vmid.group(1)} has no log at {log}; is the VM running,"
-            " with a TPM, and is its swtpm logging at level 20"
-            f" (see `ps aux | grep swtpm`)? {listing}"
+            " with a TPM, and its swtpm logging at level 20 (see `ps aux | grep swtpm`)?"
+            f" {listing}"
         )
     elif name.startswith(PREFIX):
         log = Path(libvirt_dir) / f"{name[len(PREFIX):]}-swtpm.log"
-        where = f"the globs in {config.path}" if config.globs else "no [local] globs configured"
-        msg = (
-            f"no interface {name}: no libvirt log at {log}, and {where} give no such name;"
-            f" {listing}"
-        )
+        if config.globs:
+            where = f"no match of the [local] globs in {config.path} has that name"
+        else:
+            where = "no [local] globs are configured"
+        msg = f"no interface {name}: no libvirt log at {log}, and {where}; {listing}"
     else:
         msg = f"no interface {name}: interface names start with {PREFIX!r}; {listing}"
     if config.error is not None:
