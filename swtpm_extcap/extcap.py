@@ -683,6 +683,8 @@ def capture_main(req: Request) -> int:
     restore = _install_signal_handlers(stop)
     try:
         return _capture(req, stop)
+    except _Stopped:  # still busy (a write the reader never takes) after a stop signal
+        return 0
     finally:
         restore()
 
@@ -754,6 +756,10 @@ def _run(settings: CaptureSettings, stop: threading.Event, log: logging.Logger) 
             log.info("%s", line)
     except BrokenPipeError:
         log.info("the reader closed the fifo: stopping")
+    except _Stopped:
+        log.info("stop signal: a write to the fifo was still blocked after %.1f s", _GRACE_S)
+        _abandon(out)
+        return 0
     finally:
         _close_quietly(out)
     return 0
@@ -871,6 +877,14 @@ def _open_fifo(path: str, stop: threading.Event, *, timeout: float | None) -> Bi
     return os.fdopen(fd, "wb")
 
 
+def _abandon(out: BinaryIO) -> None:
+    """Drop what is buffered for the fifo: close its descriptor under the writer."""
+    try:
+        os.close(out.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _close_quietly(out: BinaryIO) -> None:
     """Close the fifo; a reader that is gone is no error (the buffer is dropped)."""
     try:
@@ -879,23 +893,48 @@ def _close_quietly(out: BinaryIO) -> None:
         pass
 
 
+class _Stopped(BaseException):
+    """Raised by the grace timer: a stop signal came, but the capture did not end."""
+
+
+#: after a stop signal, the capture has this long to end by itself (a write to a
+#: fifo that nobody reads any more blocks; the timer then interrupts it)
+_GRACE_S = 0.3
+
+
 def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
     """SIGTERM and SIGINT set ``stop`` (as extcap-base's graceful shutdown does).
 
-    Returns a function that restores the previous handlers. Only the main
-    thread may install handlers; elsewhere (tests) this does nothing.
+    The loop sees ``stop`` within 50 ms. Should it be stuck in a blocking
+    write to the fifo (a reader that no longer reads but keeps it open), a
+    one-shot timer raises :class:`_Stopped` ``_GRACE_S`` later, which
+    interrupts the write. Returns a function that disarms the timer and
+    restores the previous handlers. Only the main thread may install
+    handlers; elsewhere (tests) this does nothing.
+    (Windows: Wireshark uses TerminateProcess, no handler runs.)
     """
     import signal
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
+    def on_stop(signum: int, frame: object) -> None:
+        if not stop.is_set():
+            stop.set()
+            if hasattr(signal, "setitimer"):
+                signal.setitimer(signal.ITIMER_REAL, _GRACE_S)
 
-    saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def on_grace(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    sigs = [signal.SIGTERM, signal.SIGINT]
+    saved = {sig: signal.signal(sig, on_stop) for sig in sigs}
+    if hasattr(signal, "SIGALRM"):
+        saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_grace)
 
     def restore() -> None:
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, old in saved.items():
             signal.signal(sig, old)
 
