@@ -10,7 +10,8 @@ etc.). Then:
 * ``python -m swtpm_extcap --extcap-interfaces --extcap-version=4.0`` as a
   new process each time, interpreter start-up included (what Wireshark pays
   per extcap at start-up), for each ``--python`` given (default: this one),
-  with the checkout on ``PYTHONPATH``;
+  with a copy of the package on ``PYTHONPATH`` (so that its ``.pyc`` files,
+  as an installed package has them, land in the temporary folder);
 * the same through an installed launcher, with ``--launcher PATH`` (e.g.
   ``~/.config/wireshark/extcap/swtpm-extcap`` after install.sh);
 * ``python -c pass``, the floor that start-up alone costs.
@@ -112,8 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert len(found) == expect, [i.name for i in found]
         results["discover"] = summary(timed(lambda: discover(load_config(config_file)), 200))
 
+        pkg = Path(tmp) / "pkg"
+        shutil.copytree(
+            REPO / "swtpm_extcap",
+            pkg / "swtpm_extcap",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
         for python in pythons:
-            child_env = dict(env, PYTHONPATH=str(REPO))
+            child_env = dict(env, PYTHONPATH=str(pkg))
             floor = [python, "-c", "pass"]
             listing = [python, "-m", "swtpm_extcap", "--extcap-interfaces", "--extcap-version=4.0"]
             run_child(listing, child_env, expect)  # warm the page cache and .pyc files
