@@ -344,6 +344,19 @@ def read_frames(pcap: Path, *extra: str, display_filter: str | None = None) -> l
     return out
 
 
+_FRAMES: dict[Path, list[TsharkFrame]] = {}
+
+
+def cached_frames(pcap: Path) -> list[TsharkFrame]:
+    """:func:`read_frames` with IP and TCP checksum validation on, once per file
+    per session (the converted corpus files do not change during a run)."""
+    if pcap not in _FRAMES:
+        _FRAMES[pcap] = read_frames(
+            pcap, "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"
+        )
+    return _FRAMES[pcap]
+
+
 def frame_numbers(pcap: Path, display_filter: str, *extra: str) -> list[int]:
     """Numbers of the frames that match ``display_filter``."""
     args = [*TSHARK_RAW, *extra, "-r", str(pcap), "-Y", display_filter,

@@ -21,6 +21,7 @@ from conftest import (
     TPM_PORT,
     CorpusLog,
     TsharkFrame,
+    cached_frames,
     corpus_log_paths,
     load_corpus_log,
     frame_numbers,
@@ -36,21 +37,10 @@ SYN, FIN, PSH, ACK = 0x02, 0x01, 0x08, 0x10  # RFC 793 flag bits
 
 Convert = Callable[..., Path]
 
-_frames_cache: dict[Path, list[TsharkFrame]] = {}
-
-
-def frames_of(pcap: Path) -> list[TsharkFrame]:
-    if pcap not in _frames_cache:
-        _frames_cache[pcap] = read_frames(
-            pcap, "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"
-        )
-    return _frames_cache[pcap]
-
-
 @pytest.fixture
 def frames(corpus_log: CorpusLog, converted: Convert) -> list[TsharkFrame]:
     require_tshark()
-    return frames_of(converted(corpus_log))
+    return cached_frames(converted(corpus_log))
 
 
 def streams(frames: list[TsharkFrame], port: int) -> list[list[TsharkFrame]]:
