@@ -51,10 +51,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .config import Config
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 PREFIX = "swtpm-"
 DEMO_NAME = "swtpm-demo"
@@ -221,15 +224,13 @@ def demo_log_path() -> Path:
 _EXTRACTED: list[Path] = []
 
 
-def _extracted(resource: object) -> Path:  # pragma: no cover - zip imports only
+def _extracted(resource: Traversable) -> Path:  # pragma: no cover - zip imports only
     """Copy a resource out of a zip once per process (removed at exit)."""
     if not _EXTRACTED:
         import atexit
         import shutil
         import tempfile
-        from importlib.resources.abc import Traversable
 
-        assert isinstance(resource, Traversable)
         tmp = tempfile.mkdtemp(prefix="swtpm-extcap-")
         atexit.register(shutil.rmtree, tmp, True)
         target = Path(tmp) / DEMO_FILE
