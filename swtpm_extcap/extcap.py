@@ -698,17 +698,35 @@ def _capture(req: Request, stop: threading.Event) -> int:
         handler = _setup_logging(req.log_level, req.log_file)
     except UserError as exc:
         return _fail(req.fifo, exc, stop)
+    fifo = _Fifo(settings.fifo)
     try:
-        return _run(settings, stop, log)
+        return _run(settings, stop, log, fifo)
     except UserError as exc:
-        return _fail(settings.fifo, exc, stop)
+        return _fail(fifo.path if not fifo.opened else "", exc, stop)
+    except Exception as exc:  # a bug: one line for the dialog, the traceback to --log-file
+        log.exception("internal error")
+        problem = UserError(
+            f"internal error: {type(exc).__name__}: {exc} (please report it; with --log-file"
+            " set, the log has the traceback)"
+        )
+        return _fail(fifo.path if not fifo.opened else "", problem, stop)
     finally:
         if handler is not None:
             logging.getLogger("swtpm_extcap").removeHandler(handler)
             handler.close()
 
 
-def _run(settings: CaptureSettings, stop: threading.Event, log: logging.Logger) -> int:
+@dataclass
+class _Fifo:
+    """Wireshark's fifo; once opened, an error only closes it (it is not reopened)."""
+
+    path: str
+    opened: bool = False
+
+
+def _run(
+    settings: CaptureSettings, stop: threading.Event, log: logging.Logger, fifo: _Fifo
+) -> int:
     from .config import load_config
     from .discovery import find_interface, permission_hint
 
@@ -716,9 +734,10 @@ def _run(settings: CaptureSettings, stop: threading.Event, log: logging.Logger) 
     iface = find_interface(settings.interface, load_config())
     replay = settings.mode == "replay"
     backlog_bytes, start_us = _check_log(iface, settings, permission_hint)
-    out = _open_fifo(settings.fifo, stop, timeout=None)
+    out = _open_fifo(fifo.path, stop, timeout=None)
     if out is None:  # stopped before Wireshark opened the fifo
         return 0
+    fifo.opened = True
     from .pipeline import Pipeline
     from .sources import follow, read_once
 
