@@ -1,0 +1,257 @@
+"""convert / cli: ``swtpm-extcap convert`` on real logs, in process and as a command."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    CTRL_PORT,
+    TPM_PORT,
+    CorpusLog,
+    corpus_log_paths,
+    load_corpus_log,
+    read_frames,
+    require_tshark,
+    run_cli,
+    tpm_payloads,
+)
+from swtpm_extcap.cli import main
+from swtpm_extcap.logparse import LogParser, Record
+
+
+def _prefixed_multirun() -> CorpusLog:
+    for path in corpus_log_paths():
+        log = load_corpus_log(path)
+        if log.run_count > 1 and all(e is not None for e in log.epochs):
+            return log
+    pytest.skip("no corpus log with several [id=<epoch>] runs")
+
+
+def _unprefixed() -> CorpusLog:
+    for path in corpus_log_paths():
+        log = load_corpus_log(path)
+        if all(e is None for e in log.epochs):
+            return log
+    pytest.skip("no corpus log without a prefix")
+
+
+def _damaged(log: CorpusLog) -> tuple[bytes, dict[int, str]]:
+    """The real log with one TPM record cut short and one stray hex line;
+    returns it with {defect line: defect kind}."""
+    parser = LogParser()
+    recs = [e for e in parser.feed(log.data) + parser.close() if isinstance(e, Record)]
+    multi = [r for r in recs if r.kind.is_tpm and r.last_line - r.line >= 2]
+    short, stray = multi[2], multi[6]
+    lines = list(log.lines)
+    lines.insert(stray.last_line, lines[stray.line])  # a copy of a real hex line
+    del lines[short.last_line - 1]
+    return b"\n".join(lines) + b"\n", {short.line: "short", stray.last_line: "stray"}
+
+
+# ------------------------------------------------------------- outputs
+
+
+def test_default_output_name(tmp_path: Path, corpus_log: CorpusLog, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / corpus_log.name
+    shutil.copyfile(corpus_log.path, log)
+    assert main(["convert", str(log)]) == 0
+    out = log.with_suffix(".pcapng")
+    assert out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([log.name, out.name])
+    require_tshark()
+    assert tpm_payloads(read_frames(out)) == corpus_log.tpm_messages()
+
+
+def test_default_output_name_without_log_suffix(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "swtpm.txt"
+    shutil.copyfile(corpus_log_paths()[0], log)
+    assert main(["convert", str(log)]) == 0
+    assert (tmp_path / "swtpm.txt.pcapng").is_file()
+
+
+def test_output_option(tmp_path: Path, corpus_log: CorpusLog, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.pcapng"
+    assert main(["convert", str(corpus_log.path), "-o", str(out)]) == 0
+    require_tshark()
+    frames = read_frames(out)
+    assert tpm_payloads(frames) == corpus_log.tpm_messages()
+    ctrl = [f for f in frames if f.port == CTRL_PORT and f.payload]
+    assert len(ctrl) == corpus_log.truth["ctrl_message_count"]
+
+
+def test_stdin_to_stdout(tmp_path: Path, corpus: Path) -> None:
+    log = _prefixed_multirun()
+    proc = run_cli(["convert", "-"], stdin=log.data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout[:4] == b"\x0a\x0d\x0d\x0a"  # a pcapng section header block
+    out = tmp_path / "stdout.pcapng"
+    out.write_bytes(proc.stdout)
+    require_tshark()
+    frames = read_frames(out)
+    assert tpm_payloads(frames) == log.tpm_messages()
+    assert len({f.stream for f in frames if f.port == TPM_PORT}) == log.run_count
+    err = proc.stderr.decode()
+    assert "stdout" in err  # the summary names where the capture went
+    assert _number(r"(\d+) TPM records", err) == 2 * log.truth["tpm_exchange_count"]
+
+
+def test_file_to_stdout(tmp_path: Path, corpus: Path) -> None:
+    log = _unprefixed()
+    proc = run_cli(["convert", str(log.path), "-o", "-"])
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "stdout.pcapng"
+    out.write_bytes(proc.stdout)
+    require_tshark()
+    assert tpm_payloads(read_frames(out)) == log.tpm_messages()
+    assert not list(tmp_path.glob("*.log"))
+
+
+def test_several_logs_into_one_file(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    logs = [load_corpus_log(p) for p in corpus_log_paths()]
+    out = tmp_path / "all.pcapng"
+    assert main(["convert", *[str(log.path) for log in logs], "-o", str(out)]) == 0
+    data = out.read_bytes()
+    assert data.count(b"\x4d\x3c\x2b\x1a") == len(logs)  # one byte-order magic per SHB
+    require_tshark()
+    frames = read_frames(out)
+    sections = sorted({f.section for f in frames})
+    assert sections == list(range(1, len(logs) + 1))
+    for section, log in zip(sections, logs):
+        mine = [f for f in frames if f.section == section]
+        assert tpm_payloads(mine) == log.tpm_messages(), log.name
+    # one summary per log on stderr
+    err = capsys.readouterr().err
+    for log in logs:
+        assert log.name in err
+
+
+def test_no_ctrl(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _prefixed_multirun()
+    out = tmp_path / "out.pcapng"
+    assert main(["convert", "--no-ctrl", str(log.path), "-o", str(out)]) == 0
+    require_tshark()
+    frames = read_frames(out)
+    assert frames and all(f.port == TPM_PORT for f in frames)
+    assert not [f for f in frames if CTRL_PORT in (f.sport, f.dport)]
+    assert tpm_payloads(frames) == log.tpm_messages()
+
+
+def test_start_time(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    unprefixed, prefixed = _unprefixed(), _prefixed_multirun()
+    require_tshark()
+    for log in (unprefixed, prefixed):
+        out = tmp_path / f"{log.name}.pcapng"
+        assert main(["convert", "--start-time", "1234567890.5", str(log.path), "-o", str(out)]) == 0
+        first = read_frames(out)[0].ts_us
+        epoch = log.epochs[0]
+        # a log's own [id=<epoch>] wins; else the given start time
+        assert first == (1_234_567_890_500_000 if epoch is None else epoch * 1_000_000), log.name
+
+
+def test_bad_start_time_is_a_usage_error(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", "--start-time", "yesterday", str(corpus_log_paths()[0]), "-o", str(tmp_path / "x")])
+    assert exc.value.code == 2
+    assert "yesterday" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+# -------------------------------------------------------------- errors
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope-swtpm.log"
+    assert main(["convert", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n")
+    assert str(missing) in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_among_good_ones_writes_nothing(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.log"
+    shutil.copyfile(corpus_log_paths()[0], good)
+    missing = tmp_path / "missing.log"
+    out = tmp_path / "out.pcapng"
+    assert main(["convert", str(good), str(missing), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err
+    assert not out.exists()
+
+
+def test_directory_instead_of_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path) in err
+
+
+def test_missing_file_from_the_command_line(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.log"
+    proc = run_cli(["convert", str(missing)])
+    assert proc.returncode == 1
+    assert proc.stderr.count(b"\n") == 1 and str(missing).encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------- summary
+
+
+def _number(pattern: str, text: str) -> int:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in {text!r}"
+    return int(m.group(1))
+
+
+def test_summary_counts_equal_truth(
+    tmp_path: Path, corpus_log: CorpusLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["convert", str(corpus_log.path), "-o", str(tmp_path / "o.pcapng")]) == 0
+    err = capsys.readouterr().err
+    assert corpus_log.name in err
+    assert _number(r"(\d+) TPM records", err) == 2 * corpus_log.truth["tpm_exchange_count"]
+    assert _number(r"(\d+) commands", err) == corpus_log.truth["tpm_command_count"]
+    assert _number(r"(\d+) responses", err) == corpus_log.truth["tpm_response_count"]
+    assert _number(r"in (\d+) runs?\b", err) == corpus_log.run_count
+    assert _number(r"(\d+) control messages", err) == corpus_log.truth["ctrl_message_count"]
+    assert _number(r"(\d+) defects?\b", err) == 0
+    assert _number(r"(\d+) lines read", err) == len(corpus_log.lines)
+
+
+def test_summary_names_defects_by_line(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _prefixed_multirun()
+    data, defects = _damaged(log)
+    damaged = tmp_path / "damaged.log"
+    damaged.write_bytes(data)
+    assert main(["convert", str(damaged), "-o", str(tmp_path / "o.pcapng")]) == 0
+    err = capsys.readouterr().err
+    assert _number(r"(\d+) defects?\b", err) == len(defects)
+    for line, kind in defects.items():
+        assert re.search(rf"line {line}\b.*\b{kind}\b", err), f"line {line} ({kind}) not in {err!r}"
+    # the damage costs one TPM message; counts still follow the truth otherwise
+    assert _number(r"(\d+) control messages", err) == log.truth["ctrl_message_count"]
+
+
+def test_strict(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = _prefixed_multirun()
+    data, _ = _damaged(log)
+    damaged = tmp_path / "damaged.log"
+    damaged.write_bytes(data)
+    assert main(["convert", "--strict", str(damaged), "-o", str(tmp_path / "d.pcapng")]) == 3
+    assert (tmp_path / "d.pcapng").stat().st_size > 0  # still written
+    assert main(["convert", "--strict", str(log.path), "-o", str(tmp_path / "c.pcapng")]) == 0
+    assert main(["convert", str(damaged), "-o", str(tmp_path / "e.pcapng")]) == 0
+
+
+def test_strict_from_the_command_line(tmp_path: Path, corpus: Path) -> None:
+    log = _prefixed_multirun()
+    data, defects = _damaged(log)
+    proc = run_cli(["convert", "--strict", "-", "-o", str(tmp_path / "d.pcapng")], stdin=data)
+    assert proc.returncode == 3
+    for line in defects:
+        assert f"line {line}".encode() in proc.stderr
