@@ -248,14 +248,17 @@ def test_tshark_lists_and_captures_the_demo(installed: Installed) -> None:
     lines = [line for line in listing.stdout.splitlines() if "swtpm" in line]
     assert any(re.search(r"\bswtpm-demo\b", line) for line in lines), listing.stdout
     capture = subprocess.run(
-        [TSHARK, "-i", "swtpm-demo", "-c", "10", "-Y", "tpm", "-T", "fields", "-e", "frame.number"],
+        [TSHARK, "-i", "swtpm-demo", "-c", "60", "-T", "fields", "-e", "frame.number"]
+        + ["-e", "tpm.req.cc"],
         env=installed.env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert capture.returncode == 0, capture.stderr
-    assert capture.stdout.split(), capture.stderr
+    rows = [line.split("\t") for line in capture.stdout.splitlines()]
+    assert len(rows) == 60, capture.stderr
+    assert ["0x00000144"] in [row[1:] for row in rows], rows  # TPM2_Startup, decoded
 
 
 def test_install_py_picks_the_same_folder(
@@ -316,6 +319,38 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
         text=True,
     )
     assert again.returncode == 0 and "nothing to remove" in again.stdout
+
+
+@needs_tshark
+def test_personal_folder_follows_xdg_config_home_like_wireshark(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """Wireshark < 4.2 looks in $XDG_CONFIG_HOME/wireshark/extcap when that is set."""
+    if _wireshark_version() >= (4, 2):
+        pytest.skip("Wireshark 4.2+ reports its personal extcap folder itself")
+    if not HAS_EXTCAP:
+        pytest.skip(NO_EXTCAP)
+    assert TSHARK is not None
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    home.mkdir()
+    env = _env(home, XDG_CONFIG_HOME=str(xdg))
+    python = str(installed.venv / "bin/python")
+    driver = (
+        "import argparse, sys\n"
+        "from swtpm_extcap.install import add_install_parser, install_main\n"
+        "p = argparse.ArgumentParser()\n"
+        "add_install_parser(p.add_subparsers(dest='command'))\n"
+        "sys.exit(install_main(p.parse_args(['install'])))\n"
+    )
+    done = subprocess.run([python, "-c", driver], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (xdg / "wireshark/extcap/swtpm-extcap").is_file()
+    listing = subprocess.run([TSHARK, "-D"], env=env, capture_output=True, text=True, timeout=60)
+    assert "swtpm-demo" in listing.stdout
+    without = subprocess.run(
+        [TSHARK, "-D"], env=_env(home), capture_output=True, text=True, timeout=60
+    )
+    assert "swtpm-demo" not in without.stdout  # ~/.config would have been the wrong place
 
 
 def test_cli_install_subcommand_when_wired(installed: Installed, tmp_path: Path) -> None:
