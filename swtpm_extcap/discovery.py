@@ -123,12 +123,9 @@ def discover(
         _proxmox(os.fspath(proxmox_dir), os.fspath(pve_conf_dir), seen),
         key=lambda f: (int(f.vm_id), f.vm_id),
     )
-    for found in proxmox:
-        name = PREFIX + found.key
-        if name in taken:  # "0103" and "103" stay apart; only a clash with demo is possible
-            name = _hashed(found, taken)
-        taken.add(name)
-        out.append(_interface(found, name))
+    for found in proxmox:  # digits only: never "swtpm-demo"; "0103" and "103" stay apart
+        taken.add(PREFIX + found.key)
+        out.append(_interface(found, PREFIX + found.key))
 
     libvirt = sorted(_libvirt(os.fspath(libvirt_dir), seen), key=lambda f: f.vm_id)
     out.extend(_name_all(libvirt, taken))
@@ -351,9 +348,10 @@ def _interface(found: _Found, name: str) -> Interface:
 
 
 def _scan(folder: str) -> list[os.DirEntry[str]]:
+    """The folder's entries by name (so that which of two hard links wins is stable)."""
     try:
         with os.scandir(folder) as it:
-            return list(it)
+            return sorted(it, key=lambda entry: entry.name)
     except OSError:  # missing, not a folder, or not ours to list
         return []
 
