@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--strict", action="store_true", help="exit with status 3 when the log has defects"
     )
+    from .install import add_install_parser
+
+    add_install_parser(sub)
     return parser
 
 
