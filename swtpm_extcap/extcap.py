@@ -403,39 +403,32 @@ def parse_capture_filter(text: str) -> frozenset[int] | None:
 class Selection:
     """Which parser events reach the framer.
 
-    * ``runs="last"``: while reading the backlog, hold back the events since
-      the latest run start and drop the earlier ones; :meth:`end_backlog`
-      hands the held ones over. (The backlog's last run is buffered in memory
-      until the backlog is read.)
+    * ``first_run``: backlog events of runs before this one are dropped
+      ("last run only": :func:`find_last_run` finds it in a first pass, so
+      nothing has to be held in memory). Events after the backlog all pass.
     * ``codes``: keep only TPM commands with these codes, and the response that
       follows each (TPM traffic is strictly command, response); drop
       control-channel messages.
     """
 
-    def __init__(self, *, last_run: bool, codes: frozenset[int] | None) -> None:
-        self.last_run = last_run
+    def __init__(self, *, first_run: int = 0, codes: frozenset[int] | None = None) -> None:
+        self.first_run = first_run
         self.codes = codes
-        self._held: list[Event] = []
-        self._in_backlog = True
+        self._run = -1
         self._want_response = False
 
     def backlog(self, events: list[Event]) -> list[Event]:
-        if not self.last_run:
+        first = self.first_run
+        if first <= 0 or self._run >= first:
             return self._filter(events)
         from .logparse import RunStart
 
-        for i in range(len(events) - 1, -1, -1):
-            if type(events[i]) is RunStart:
-                self._held = events[i:]
-                return []
-        self._held += events
+        for i, ev in enumerate(events):
+            if type(ev) is RunStart:
+                self._run = ev.run
+                if ev.run >= first:
+                    return self._filter(events[i:])
         return []
-
-    def end_backlog(self) -> list[Event]:
-        """The backlog has been read: what was held back, filtered."""
-        self._in_backlog = False
-        held, self._held = self._held, []
-        return self._filter(held)
 
     def live(self, events: list[Event]) -> list[Event]:
         return self._filter(events)
@@ -476,7 +469,11 @@ class Capture:
     """One capture: log chunks in, pcapng frames out; no signals, no argv.
 
     ``backlog_bytes`` is how many bytes of the input are backlog (synthetic
-    clock, paced, ``runs="last"`` applies); ``None`` means all of it (replay).
+    clock, paced, ``first_run`` applies); ``None`` means all of it (replay).
+
+    The selection works on parser events, between parser and framer, so this
+    drives the Pipeline's parts itself (``parser.feed``, then ``Pipeline._emit``
+    for the framer, writer and summary) instead of ``Pipeline.feed(bytes)``.
     """
 
     def __init__(
@@ -486,6 +483,7 @@ class Capture:
         stop: threading.Event,
         *,
         backlog_bytes: int | None,
+        first_run: int = 0,
         log: logging.Logger,
     ) -> None:
         self.pipe = pipe
@@ -493,7 +491,7 @@ class Capture:
         self.stop = stop
         self.log = log
         self.remaining = backlog_bytes
-        self.select = Selection(last_run=settings.runs == "last", codes=settings.codes)
+        self.select = Selection(first_run=first_run, codes=settings.codes)
         self.pace_s = settings.pace_ms / 1000.0
         self.in_backlog = True
         self.switched = False  # follow() switched files: the rest is live
@@ -537,7 +535,6 @@ class Capture:
         if not self.in_backlog:
             return
         self.in_backlog = False
-        self.emit(self.select.end_backlog(), None, backlog=True)
         self.backlog_frames = self.pipe.summary.frames
         self.log.info(
             "backlog read: %d frames from %d lines%s",
@@ -545,12 +542,13 @@ class Capture:
             "" if self.settings.mode == "replay" else "; new records get the wall clock",
         )
 
-    def emit(self, events: list[Event], now: int | None, *, backlog: bool = False) -> None:
+    def emit(self, events: list[Event], now: int | None) -> None:
+        """Frame and write ``events``; in the backlog, wait ``pace`` after each record."""
         if not events:
             return
         pipe = self.pipe
-        if not (self.pace_s and (backlog or self.in_backlog)):
-            pipe._emit(events, now)  # noqa: SLF001 (see finish())
+        if not (self.pace_s and self.in_backlog):
+            pipe._emit(events, now)  # noqa: SLF001 (see the class docstring)
             return
         from .logparse import Record
 
@@ -578,6 +576,29 @@ class Capture:
         pipe.writer.write_many(frames)
         pipe.summary.frames += len(frames)
         pipe.writer.flush()
+
+
+def find_last_run(path: str | os.PathLike[str], size: int, stop: threading.Event) -> int:
+    """The number of the last run that starts in the first ``size`` bytes of the log.
+
+    "Last run only" reads the backlog twice: this first pass only parses (no
+    framing, nothing kept), so memory stays flat however long the run is.
+    """
+    from .logparse import LogParser, RunStart
+
+    parser = LogParser()
+    last = 0
+    left = size
+    with open(path, "rb") as fh:
+        while left > 0 and not stop.is_set():
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+            for ev in parser.feed(chunk):
+                if type(ev) is RunStart:
+                    last = ev.run
+    return last
 
 
 # ----------------------------------------------------------------- the verbs
@@ -751,8 +772,16 @@ def _run(
             live=True,
             comment=_section_comment(iface, settings),
         )
+        first_run = 0
+        if settings.runs == "last" and backlog_bytes:
+            try:
+                first_run = find_last_run(iface.path, backlog_bytes, stop)
+            except OSError as exc:
+                raise UserError(f"cannot read {iface.path}: {exc.strerror or exc}") from None
+            log.info("last run only: the backlog's last run is run %d", first_run + 1)
         cap = Capture(
-            pipe, settings, stop, backlog_bytes=None if replay else backlog_bytes, log=log
+            pipe, settings, stop, backlog_bytes=None if replay else backlog_bytes,
+            first_run=first_run, log=log,
         )
         if replay:
             chunks = read_once(iface.path, stop)

@@ -520,6 +520,36 @@ def test_follow_backlog_has_the_log_clock_and_new_records_the_wall_clock(tmp_pat
     assert [f.tpm_cc for f in cmds] == expected
 
 
+def test_last_run_only_while_following(tmp_path: Path) -> None:
+    """Of the backlog, only its last run; a run that starts during the capture is shown."""
+    require_tshark()
+    run1, run2 = split_runs(DEMO)
+    run3 = run1.replace(b"[id=1795664634]", f"[id={int(time.time())}]".encode())
+    log = tmp_path / "vm" / "swtpm.log"
+    log.parent.mkdir()
+    log.write_bytes(run1 + run2)
+    fifo = make_fifo(tmp_path)
+    reader = FifoReader(fifo)
+    proc = start_extcap(
+        ["--capture", "--extcap-interface", "swtpm-vm", "--fifo", str(fifo), "--runs", "last"],
+        extcap_env(write_config(tmp_path, f"{tmp_path}/*/swtpm.log")),
+    )
+    try:
+        reader.wait_quiet()
+        with open(log, "ab") as fh:
+            fh.write(run3)
+        reader.wait_quiet()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (proc.returncode, err) == (0, b"")
+    pcap = tmp_path / "out.pcapng"
+    pcap.write_bytes(reader.finish())
+    assert tpm_codes(pcap) == tpm_codes_of_log(tmp_path, run2) + tpm_codes_of_log(tmp_path, run3)
+
+
 def tpm_codes_of_log(tmp_path: Path, data: bytes) -> list[int]:
     log = tmp_path / f"expected-{time.monotonic_ns()}.log"
     log.write_bytes(data)
