@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from .inotify import DirWatch
 
@@ -53,7 +53,7 @@ _OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)
 
 def read_once(
     path: str | os.PathLike[str], stop: threading.Event, *, chunk_size: int = CHUNK_SIZE
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """Yield the whole file in chunks of at most ``chunk_size`` bytes, then end.
 
     For "stop at end of log" (replay) mode. Ends early when ``stop`` is set.
@@ -82,7 +82,7 @@ def follow(
     poll_interval: float = POLL_INTERVAL,
     on_event: EventSink | None = None,
     use_inotify: bool = True,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """Yield chunks of the log at ``path`` as they are appended, until ``stop`` is set.
 
     ``from_start``: begin with the existing content (the default), or at the
@@ -99,8 +99,9 @@ def follow(
 
     ``use_inotify``: False forces polling (tests, benchmarks).
 
-    The generator ends within about ``max(poll_interval, 0.05)`` seconds of
-    ``stop`` being set, also while waiting; closing it releases the file.
+    The generator ends within about ``min(poll_interval, 0.05)`` seconds of
+    ``stop`` being set, also while waiting (with polling: at once); ``close()``
+    on it releases the file and the inotify descriptor at once.
     Raises :class:`PermissionError` (and other :class:`OSError`) when the file
     or its directory cannot be read.
     """
