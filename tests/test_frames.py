@@ -211,6 +211,28 @@ def test_live_clock_never_goes_back(corpus_log: CorpusLog) -> None:
     assert all(a < b for a, b in zip(stamps, stamps[1:]))
 
 
+def test_epoch_going_back_keeps_the_clock_and_tcp_clean(corpus: Path, tmp_path: Path) -> None:
+    """A Proxmox log appended to itself: the third run's [id=<epoch>] is
+    earlier than the frames already written. Time still only moves forward,
+    every run is its own clean TCP stream."""
+    log = next(
+        (load_corpus_log(p) for p in corpus_log_paths() if load_corpus_log(p).epochs[-1] is not None),
+        None,
+    )
+    if log is None:
+        pytest.skip("no corpus log with an [id=<epoch>] prefix")
+    pcap = write_pcapng(log.data + log.data, tmp_path / "twice.pcapng")
+    frames = read_frames(pcap)
+    ts = [f.ts_us for f in frames]
+    assert all(a < b for a, b in zip(ts, ts[1:]))
+    tpm = streams(frames, TPM_PORT)
+    assert len(tpm) == 2 * log.run_count
+    assert tpm_payloads(frames) == log.tpm_messages() * 2
+    for stream in tpm + streams(frames, CTRL_PORT):
+        _check_open_and_close(stream)
+    assert frame_numbers(pcap, "tcp.analysis.flags") == []
+
+
 # ------------------------------------------------------------- comments
 
 

@@ -559,3 +559,27 @@ def test_damage_reported_once(corpus_log: CorpusLog) -> None:
     assert kinds.count(DefectKind.SHORT) == 1
     assert set(kinds) == {DefectKind.SHORT, DefectKind.JUNK}
     assert (v.line + 1, DefectKind.JUNK) in [(d.line, d.kind) for d in defects]
+
+
+# ------------------------------------------------------- appended logs
+
+
+def test_a_log_appended_to_itself_has_twice_the_runs(corpus_log: CorpusLog) -> None:
+    """swtpm appends: a VM started twice leaves the same kind of log twice in
+    one file. With a prefix, each copy's [id=<epoch>] starts a run; without
+    one, the second copy's CMD_INIT after TPM traffic does."""
+    prefixes = [r["prefix"] for r in corpus_log.truth["runs"]]
+    if prefixes[0] is not None and prefixes[0] == prefixes[-1]:
+        pytest.skip("the copies join with the same prefix: the same swtpm process, one run")
+    events = parse(corpus_log.data + corpus_log.data)
+    starts = [e for e in events if isinstance(e, RunStart)]
+    n = corpus_log.run_count
+    assert [s.run for s in starts] == list(range(2 * n))
+    assert [s.epoch for s in starts] == corpus_log.epochs * 2
+    assert all_defects(events) == []
+    tpm = [(r.run, ("command" if r.kind is Kind.TPM_COMMAND else "response"), r.data)
+           for r in records(events) if r.kind.is_tpm]
+    want = [(r, d, b) for _, d, r, b in corpus_log.messages("tpm")]
+    assert tpm == want + [(r + n, d, b) for r, d, b in want]
+    ctrl = [r for r in records(events) if not r.kind.is_tpm]
+    assert len(ctrl) == 2 * corpus_log.truth["ctrl_message_count"]
