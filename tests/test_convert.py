@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import (
     CTRL_PORT,
+    REPO,
     TPM_PORT,
     CorpusLog,
     corpus_log_paths,
@@ -281,3 +286,38 @@ def test_strict_from_the_command_line(tmp_path: Path, corpus: Path) -> None:
     assert proc.returncode == 3
     for line in defects:
         assert f"line {line}".encode() in proc.stderr
+
+
+# ------------------------------------------------------ stdout edge cases
+
+
+def test_reader_closing_the_pipe_early_is_a_clean_exit(tmp_path: Path, corpus: Path) -> None:
+    """``convert LOG -o - | head -c 100``: exit 0, nothing on stderr."""
+    log = tmp_path / "long.log"
+    log.write_bytes(load_corpus_log(corpus_log_paths()[0]).data * 20)  # MBs of pcapng
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swtpm_extcap", "convert", str(log), "-o", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    head = proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0
+    assert head[:4] == b"\x0a\x0d\x0d\x0a"
+    assert err == b""
+
+
+def test_refuses_to_write_pcapng_to_a_terminal(tmp_path: Path, corpus: Path) -> None:
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "swtpm_extcap", "convert", str(corpus_log_paths()[0]), "-o", "-"],
+            stdout=slave, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 1
+    assert proc.stderr.count(b"\n") == 1 and b"Traceback" not in proc.stderr
