@@ -26,7 +26,12 @@ re-creation seen before reaching that size ends the backlog early: the new
 file's bytes were written after the start). Backlog records get the synthetic
 clock of :mod:`swtpm_extcap.frames` (a run starts at its ``[id=<epoch>]``, one
 millisecond per frame); records appended after the backlog get the wall clock
-of the moment they were read. A replay is all backlog.
+of the moment they were read. A replay is all backlog. "Last run only" drops
+the backlog's runs before its last one, found by a parse-only first pass.
+
+Capture filter: a list of TPM command names or codes (:func:`parse_capture_filter`);
+the capture keeps those commands and their responses. Anything else is rejected
+with one line (BPF makes no sense here: every frame is synthetic).
 
 Stop: SIGTERM or SIGINT (Wireshark's stop button) set an Event that the
 follow loop checks at least every 50 ms; a reader that closes the fifo shows up
@@ -766,7 +771,9 @@ def _run(
         pipe = Pipeline(
             out,
             name=iface.name,
-            description=f"{iface.display}: {iface.path}",
+            description=(
+                iface.display if str(iface.path) in iface.display else f"{iface.display}: {iface.path}"
+            ),
             start_us=start_us,
             ctrl=settings.ctrl,
             live=True,
