@@ -552,6 +552,29 @@ def test_inotify_wakes_on_our_file_only(tmp_path: Path) -> None:
         watch.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+def test_inotify_watch_comes_back_with_its_directory(tmp_path: Path) -> None:
+    from swtpm_extcap.sources.inotify import DirWatch
+
+    directory = tmp_path / "qemu-server"
+    watch = DirWatch(str(directory), "103-swtpm.log")
+    try:
+        assert not watch.watching  # not there yet: no error
+        directory.mkdir()
+        assert not watch.wait(0.01)
+        assert watch.watching
+        shutil.rmtree(directory)
+        assert watch.wait(1.0)  # the directory itself went away
+        assert not watch.watching
+        directory.mkdir()
+        watch.wait(0.01)
+        assert watch.watching
+        (directory / "103-swtpm.log").write_bytes(b"ours\n")
+        assert watch.wait(1.0)
+    finally:
+        watch.close()
+
+
 # ---------------------------------------------------------------- real swtpm
 
 @pytest.mark.skipif(bool(realtpm.missing_tools("swtpm", "tpm2_startup")),

@@ -93,9 +93,14 @@ def follow(
     ``poll_interval``: seconds between looks at the file without inotify
     (at most 0.05 s is advised: new data should reach Wireshark in < 100 ms).
 
-    ``on_event``: gets one short line per noteworthy change, for a debug log:
-    ``"waiting for ..."``, ``"opened ..."``, ``"truncated ..."``,
-    ``"rotated ..."``, ``"deleted ..."``, ``"re-created ..."``, ``"inotify ..."``.
+    ``on_event``: gets one short line per noteworthy change, for a debug log
+    (never stderr). Its first word(s) are stable, callers may test them:
+    ``inotify:`` / ``inotify unavailable`` / ``polling`` (how changes are
+    seen), ``waiting for`` (no file yet), ``opened`` (first open of an
+    existing file), ``created`` (first open of a file that appeared later),
+    ``truncated`` (same file, read again from 0), ``deleted`` / ``moved away``
+    (path gone, the old file is still read), ``rotated`` / ``re-created``
+    (a new file at the path, read from 0 after the old one was drained).
 
     ``use_inotify``: False forces polling (tests, benchmarks).
 
@@ -136,6 +141,7 @@ class _Follower:
         self.ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
         self.regular = True
         self.offset = 0  # bytes of the open file consumed (read, yielded or skipped)
+        self.consumed = 0  # bytes read from all files so far: tells whether a round did anything
         self.guard = b""  # the file's last GUARD_SIZE bytes before offset
         self.ended_nl = True  # nothing yielded since the last switch, or it ended with b"\n"
         self.skip_partial = False  # drop bytes up to the first b"\n" (from_start=False)
@@ -162,13 +168,13 @@ class _Follower:
             self.emit(f"polling every {self.poll_interval:g} s")
         stop = self.stop
         while not stop.is_set():
-            busy = False
+            before = self.consumed
             if self.fd is not None:
                 for chunk in self.read_available():
-                    busy = True
                     yield chunk
                     if stop.is_set():
                         return
+            busy = self.consumed != before
             st = self.stat_path()
             if st is None:
                 if self.path_state != "missing":
@@ -251,11 +257,9 @@ class _Follower:
     def drain(self) -> Iterator[bytes]:
         """Read the open (old) file to its end, then close it."""
         while self.fd is not None:
-            got = False
-            for chunk in self.read_available():
-                got = True
-                yield chunk
-            if not got:
+            before = self.consumed
+            yield from self.read_available()
+            if self.consumed == before:
                 break
         self.close_file()
 
@@ -291,17 +295,13 @@ class _Follower:
             start = self.offset - len(self.guard)
             if _pread(fd, start, self.offset) != self.guard:
                 yield from self.restart(f"was rewritten (bytes before offset {self.offset} changed)")
-        remaining = size - self.offset
-        while remaining > 0:
-            got = 0
-            for chunk in self.read_some(fd, min(remaining, CHUNK_SIZE)):
-                got = len(chunk)
-                yield chunk
-            if got == 0 and self.offset < size:
+        while self.offset < size:
+            before = self.offset
+            yield from self.read_some(fd, min(size - self.offset, CHUNK_SIZE))
+            if self.offset == before:
                 # read() gave nothing although fstat promised more: the file
                 # shrank meanwhile; the next round sees it
                 return
-            remaining = size - self.offset
 
     def read_some(self, fd: int, n: int) -> Iterator[bytes]:
         """One read(); yields the data (minus a skipped partial line), if any."""
@@ -312,6 +312,7 @@ class _Follower:
         if not data:
             return
         self.offset += len(data)
+        self.consumed += len(data)
         self.guard = data[-GUARD_SIZE:] if len(data) >= GUARD_SIZE else (self.guard + data)[-GUARD_SIZE:]
         if self.skip_partial:
             cut = data.find(b"\n")
