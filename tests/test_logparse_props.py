@@ -1,7 +1,7 @@
 """logparse properties on damaged real logs (hypothesis).
 
-A slice of a real corpus log is damaged at random: lines cut short, lines
-duplicated, characters garbled, real foreign lines (libtpms traces, failure
+A slice of a real corpus log is damaged at random: lines cut short or split
+in two, lines duplicated, characters garbled, real foreign lines (libtpms traces, failure
 mode dumps, swtpm_setup output, headers and hex lines from elsewhere in the
 log) interleaved, lines deleted or joined, CRLF endings on some lines, the end
 of the input cut. Every line remembers which real line it came from and
@@ -21,6 +21,7 @@ whether it was changed. Then:
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,8 +38,11 @@ LOG_PATHS = corpus_log_paths()
 
 pytestmark = pytest.mark.skipif(not LOG_PATHS, reason="swtpm log corpus not found (see conftest)")
 
+#: examples per property; raise it for a longer hunt, e.g. SWTPM_PROPS_EXAMPLES=5000
+EXAMPLES = int(os.environ.get("SWTPM_PROPS_EXAMPLES", "250"))
+
 SETTINGS = settings(
-    max_examples=250,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -107,6 +111,7 @@ op = st.one_of(
     st.tuples(st.just("delete"), pos),
     st.tuples(st.just("join"), pos),
     st.tuples(st.just("crlf"), pos),
+    st.tuples(st.just("split"), pos, pos),
 )
 
 
@@ -160,6 +165,9 @@ def damaged_logs(draw: st.DrawFn) -> Damaged:
             del lines[p]
         elif kind == "join" and p + 1 < len(lines):
             lines[p : p + 2] = [Line(line.text + lines[p + 1].text, None, True)]
+        elif kind == "split":
+            at = int(o[2]) % (len(line.text) + 1)  # type: ignore[call-overload]
+            lines[p : p + 1] = [Line(line.text[:at], None, True), Line(line.text[at:], None, True)]
         elif kind == "crlf":
             # a CRLF ending is still the same line
             lines[p] = Line(line.text + b"\r", line.orig, line.touched)
