@@ -22,6 +22,8 @@ TPM_PORT = 2321
 CTRL_PORT = 2323
 CLIENT_PORT_BASE = 50000
 STEP_US = 1000
+#: the largest TCP payload in one IPv4 packet (65535 - 20 - 20)
+MAX_SEGMENT = 65495
 
 SYN, FIN, PSH, ACK = 0x02, 0x01, 0x08, 0x10
 WINDOW = 0xFFFF
@@ -179,7 +181,11 @@ class Framer:
                 continue
             assert conv is not None
             if not data:
-                self._notes.append(f"empty record at swtpm log line {line}: {kind.value}")
+                note = f"empty record at swtpm log line {line}: {kind.value}"
+                self._notes.append(note + "".join(f"; swtpm log defect: {d}" for d in defects))
+                continue
+            if len(data) > MAX_SEGMENT:
+                out += self._oversized(conv, event, now_us)
                 continue
             if not conv.open:
                 out += self._handshake(conv, now_us, line)
@@ -204,6 +210,29 @@ class Framer:
             append((ts, pkt, comment))
         return out
 
+    def _oversized(self, conv: _Conversation, rec: Record, now_us: int | None) -> list[Frame]:
+        """Data no IPv4 packet can hold (only a damaged log has it): several segments."""
+        out = self._handshake(conv, now_us, rec.line) if not conv.open else []
+        parts = range(0, len(rec.data), MAX_SEGMENT)
+        for number, offset in enumerate(parts, 1):
+            piece = rec.data[offset : offset + MAX_SEGMENT]
+            if rec.kind in _TO_SERVER:
+                pkt = conv.up.frame(conv.cseq, conv.sseq, piece)
+                conv.cseq = (conv.cseq + len(piece)) & 0xFFFFFFFF
+            else:
+                pkt = conv.down.frame(conv.sseq, conv.cseq, piece)
+                conv.sseq = (conv.sseq + len(piece)) & 0xFFFFFFFF
+            comment = (
+                f"swtpm log line {rec.line}: {rec.kind.value} length {rec.declared},"
+                f" part {number} of {len(parts)} ({len(rec.data)} bytes do not fit one IPv4 packet)"
+            )
+            if number == 1:
+                comment += "".join(f"\nswtpm log defect: {d}" for d in rec.defects)
+                comment = self._with_notes(comment)
+            out.append((self._stamp(now_us), pkt, comment))
+        conv.last_line = rec.last_line or rec.line
+        return out
+
     def close(self, now_us: int | None = None, line: int = 0) -> list[Frame]:
         """End of capture: close the open conversations with a FIN exchange."""
         out: list[Frame] = []
@@ -217,7 +246,7 @@ class Framer:
         self._run = event.run
         if now_us is None:
             base = event.epoch * 1_000_000 if event.epoch is not None else self._start
-            self._next = max(base, self._last + self._step)
+            self._next = base if self._last < 0 else max(base, self._last + self._step)
         port = CLIENT_PORT_BASE + event.run % (65536 - CLIENT_PORT_BASE)
         isn = (event.run + 1) * 0x01000000 & 0xFFFFFFFF
         self._tpm = _Conversation(port, TPM_PORT, LOOPBACK, isn)

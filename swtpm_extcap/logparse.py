@@ -197,15 +197,16 @@ class LogParser:
             tail, self._tail = self._tail, b""
             events += self._lines([tail.decode("latin-1")])
         if self._open is not None:
-            rec = self._open
-            rec.defects.append(
-                Defect(
-                    rec.line,
-                    DefectKind.CUT,
-                    f"{rec.kind.value} record cut off at end of log:"
-                    f" {rec.got} of {rec.declared} bytes",
+            rec, self._open = self._open, None
+            if rec.declared >= 0:
+                rec.defects.append(
+                    Defect(
+                        rec.line,
+                        DefectKind.CUT,
+                        f"{rec.kind.value} record cut off at end of log:"
+                        f" {rec.got} of {rec.declared} bytes",
+                    )
                 )
-            )
             events += self._finish(rec)
         events += self._end_stray()
         return events
@@ -323,7 +324,7 @@ class LogParser:
                         rec.chunks.append(chunk)
                         rec.got += len(chunk)
                         rec.last_line = n
-                        if rec.got >= rec.declared:
+                        if rec.got >= rec.declared >= 0:
                             if rec.got > rec.declared:
                                 rec.defects.append(
                                     Defect(
@@ -337,23 +338,28 @@ class LogParser:
                             events += self._finish(rec)
                             rec = None
                         continue
+                if rec.declared < 0:
+                    # a header without a readable length: its hex ends here
+                    events += self._finish(rec)
+                    rec = None
                 # not a hex line: a new header ends the record short
-                if _HEADER.match(line) is None:
+                elif _HEADER.match(line) is None:
                     if line.strip():
                         rec.defects.append(
                             Defect(n, DefectKind.JUNK, f"not hex inside a record: {_show(line)}")
                         )
                     continue
-                rec.defects.append(
-                    Defect(
-                        rec.line,
-                        DefectKind.SHORT,
-                        f"{rec.kind.value} record has {rec.got} of {rec.declared} bytes"
-                        f" (line {n} starts the next record)",
+                else:
+                    rec.defects.append(
+                        Defect(
+                            rec.line,
+                            DefectKind.SHORT,
+                            f"{rec.kind.value} record has {rec.got} of {rec.declared} bytes"
+                            f" (line {n} starts the next record)",
+                        )
                     )
-                )
-                events += self._finish(rec)
-                rec = None
+                    events += self._finish(rec)
+                    rec = None
             # outside a record: a header, stray hex, or a line to skip
             self._lineno = n
             if line.startswith(prefix) and line[plen : plen + 1] == " ":
@@ -402,17 +408,28 @@ class LogParser:
         except ValueError:
             declared = -1
         if declared < 0:
-            events.append(
-                Defect(n, DefectKind.BAD_HEADER, f"unreadable length in {_show(m.group(0))}")
+            # keep the kind the header names; the hex lines that follow are its bytes
+            rec = self._start(kind, 0, n, events, open_empty=True)
+            assert rec is not None
+            rec.declared = -1
+            rec.defects.append(
+                Defect(
+                    n,
+                    DefectKind.BAD_HEADER,
+                    f"unreadable length in {_show(m.group(0))}; the hex lines that follow"
+                    " are kept as its bytes",
+                )
             )
-            return None
+            return rec
         return self._start(kind, declared, n, events)
 
-    def _start(self, kind: Kind, declared: int, n: int, events: list[Event]) -> _Open | None:
+    def _start(
+        self, kind: Kind, declared: int, n: int, events: list[Event], *, open_empty: bool = False
+    ) -> _Open | None:
         if self._run < 0:
             self._new_run(n, events, "start of log")
         rec = _Open(kind, n, declared, last_line=n)
-        if declared == 0:
+        if declared == 0 and not open_empty:
             events += self._finish(rec)
             return None
         return rec

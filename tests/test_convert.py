@@ -204,13 +204,6 @@ def test_missing_file_from_the_command_line(tmp_path: Path) -> None:
     assert b"Traceback" not in proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: a record or stray fragment of more than 65495 bytes makes"
-    " frames.py pack an IPv4 total length > 65535 (struct.error: 'H' format requires"
-    " 0 <= number <= 65535): the conversion dies with a traceback instead of splitting"
-    " the data over several TCP segments (or reporting one line)",
-)
 def test_hex_without_headers_longer_than_an_ip_packet(
     tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -180,13 +180,6 @@ def test_runs_start_at_their_epoch(corpus_log: CorpusLog, frames: list[TsharkFra
             assert max(tpm[run][-1].number, ctrl[run][-1].number) < nxt
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: frames.py Framer._run_start sets self._next = max(base,"
-    " self._last + self._step) with self._last = -1 initially, so a log without"
-    " [id=<epoch>] converted with start_us < 999 (e.g. --start-time 0) starts at"
-    " 999 us instead of start_us",
-)
 def test_clock_starts_at_start_us_zero(corpus: Path) -> None:
     log = next((load_corpus_log(p) for p in corpus_log_paths() if load_corpus_log(p).epochs[0] is None), None)
     if log is None:
@@ -326,12 +319,6 @@ def test_defects_are_named_in_frame_comments(corpus_log: CorpusLog, tmp_path: Pa
     assert cut[0].payload == short.data and len(short.data) >= 16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: frames.py Framer._record builds the comment with the record's"
-    " defects, then for a record without bytes only notes 'empty record at swtpm log line"
-    " N' and drops the defects; the capture never says why (e.g. 'short: 0 of 8 bytes')",
-)
 def test_defect_of_an_empty_record_is_named_in_a_comment(corpus: Path, tmp_path: Path) -> None:
     corpus_log = load_corpus_log(corpus_log_paths()[0])
     parser = LogParser()

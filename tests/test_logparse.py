@@ -196,12 +196,6 @@ def test_record_completes_across_a_cut_inside_a_hex_line(corpus_log: CorpusLog) 
         assert records(tail) == [rec], f"cut at byte {cut}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: LogParser.close() emits a record cut at the end of the log but"
-    " does not clear self._open (logparse.py close()): pending stays True and a second"
-    " close() emits the same record again, with a second CUT defect appended",
-)
 def test_close_of_a_cut_record_leaves_nothing_pending(corpus_log: CorpusLog) -> None:
     ex = excerpt(corpus_log)
     parser = LogParser()
@@ -529,14 +523,6 @@ def test_bad_header_length(corpus_log: CorpusLog, bad: str) -> None:
     check_defects_within(out, v.line, v.last_line)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: after a header with an unreadable length (logparse.py _header ->"
-    " BAD_HEADER, then _maybe_stray/_end_stray) the record's bytes are kept as a 'stray'"
-    " fragment of the *previous* record's kind (self._last_kind), although the header"
-    " names the kind (SWTPM_IO_Read): a TPM command comes out as e.g. a Ctrl Rsp and the"
-    " framer sends it on the control channel",
-)
 def test_bad_header_length_keeps_the_record_kind(corpus_log: CorpusLog) -> None:
     ex = excerpt(corpus_log)
     v = ex.v
