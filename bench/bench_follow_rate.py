@@ -14,7 +14,7 @@ lag p50 / p99 / max in ms, and the consumer thread's CPU use. JSON on stdout,
 a human line per mode on stderr; exit status 1 if any record was lost.
 
 usage: bench/bench_follow_rate.py [--seconds 60] [--rate 5000] [--mode both|inotify|poll]
-                                  [--poll-interval 0.05] [--log LOG]
+                                  [--poll-interval 0.02] [--log LOG]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 from bench_latency import DEMO_LOG, load_records, percentile  # noqa: E402
 
 from swtpm_extcap.logparse import LogParser, Record  # noqa: E402
-from swtpm_extcap.sources.follow import follow  # noqa: E402
+from swtpm_extcap.sources.follow import POLL_INTERVAL, follow  # noqa: E402
 
 TICK = 0.010  # seconds between writes
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=float, default=5000.0, help="records per second")
     ap.add_argument("--mode", choices=["both", "inotify", "poll"], default="both")
-    ap.add_argument("--poll-interval", type=float, default=0.05)
+    ap.add_argument("--poll-interval", type=float, default=POLL_INTERVAL)
     ap.add_argument("--log", type=Path, default=DEMO_LOG, help="real swtpm log to take records from")
     args = ap.parse_args(argv)
     records = load_records(args.log)

@@ -11,7 +11,7 @@ Reported per mode (inotify, poll): p50 / p99 / max / mean in milliseconds over
 ``--records`` records. JSON on stdout, a human line per mode on stderr.
 
 usage: bench/bench_latency.py [--records 2000] [--rate 200] [--mode both|inotify|poll]
-                              [--poll-interval 0.05] [--log LOG]
+                              [--poll-interval 0.02] [--log LOG]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from swtpm_extcap.logparse import Kind, LogParser, Record, parse_bytes  # noqa: E402
-from swtpm_extcap.sources.follow import follow  # noqa: E402
+from swtpm_extcap.sources.follow import POLL_INTERVAL, follow  # noqa: E402
 
 DEMO_LOG = REPO / "swtpm_extcap" / "data" / "demo-swtpm.log"
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=2000, help="records to measure (2 per write)")
     ap.add_argument("--rate", type=float, default=200.0, help="TPM exchanges (writes) per second")
     ap.add_argument("--mode", choices=["both", "inotify", "poll"], default="both")
-    ap.add_argument("--poll-interval", type=float, default=0.05)
+    ap.add_argument("--poll-interval", type=float, default=POLL_INTERVAL)
     ap.add_argument("--log", type=Path, default=DEMO_LOG, help="real swtpm log to take records from")
     args = ap.parse_args(argv)
     exchanges = tpm_exchanges(args.log)

@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .convert import ConvertSettings, convert_main
 from .errors import UserError
 
 PROG = "swtpm-extcap"
@@ -75,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(args)
     try:
         if ns.command == "convert":
+            from .convert import ConvertSettings, convert_main
+
             return convert_main(
                 ConvertSettings(
                     logs=tuple(ns.logs),

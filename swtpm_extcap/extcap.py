@@ -477,7 +477,7 @@ class Capture:
     clock, paced, ``first_run`` applies); ``None`` means all of it (replay).
 
     The selection works on parser events, between parser and framer, so this
-    drives the Pipeline's parts itself (``parser.feed``, then ``Pipeline._emit``
+    drives the Pipeline's parts itself (``parser.feed``, then ``Pipeline.emit``
     for the framer, writer and summary) instead of ``Pipeline.feed(bytes)``.
     """
 
@@ -553,14 +553,14 @@ class Capture:
             return
         pipe = self.pipe
         if not (self.pace_s and self.in_backlog):
-            pipe._emit(events, now)  # noqa: SLF001 (see the class docstring)
+            pipe.emit(events, now)
             return
         from .logparse import Record
 
         wait = self.stop.wait
         pace = self.pace_s
         for ev in events:
-            if pipe._emit([ev], now) and type(ev) is Record and wait(pace):  # noqa: SLF001
+            if pipe.emit([ev], now) and type(ev) is Record and wait(pace):
                 return
 
     def finish(self, *, at_end: bool) -> None:
@@ -575,12 +575,8 @@ class Capture:
                 self.in_backlog = False
         now = None if self.settings.mode == "replay" else now_us()
         if at_end:
-            events = self.select.live(pipe.parser.close())
-            pipe._emit(events, now)  # noqa: SLF001
-        frames = pipe.framer.close(now, pipe.parser.lines)
-        pipe.writer.write_many(frames)
-        pipe.summary.frames += len(frames)
-        pipe.writer.flush()
+            pipe.emit(self.select.live(pipe.parser.close()), now)
+        pipe.close_conversations(now)
 
 
 def find_last_run(path: str | os.PathLike[str], size: int, stop: threading.Event) -> int:

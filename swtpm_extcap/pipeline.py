@@ -80,18 +80,23 @@ class Pipeline:
 
     def feed(self, data: bytes, now_us: int | None = None) -> int:
         """Parse a chunk and write its frames; returns the number of frames written."""
-        return self._emit(self.parser.feed(data), now_us)
+        return self.emit(self.parser.feed(data), now_us)
 
     def close(self, now_us: int | None = None) -> Summary:
         """End of input: flush a held-back line or record, close the TCP conversations."""
-        self._emit(self.parser.close(), now_us)
+        self.emit(self.parser.close(), now_us)
+        return self.close_conversations(now_us)
+
+    def close_conversations(self, now_us: int | None = None) -> Summary:
+        """Close the open TCP conversations (FIN exchange) and flush the output."""
         frames = self.framer.close(now_us, self.parser.lines)
         self.writer.write_many(frames)
         self.summary.frames += len(frames)
         self.writer.flush()
         return self.summary
 
-    def _emit(self, events: list[Record | RunStart | Defect], now_us: int | None) -> int:
+    def emit(self, events: list[Record | RunStart | Defect], now_us: int | None) -> int:
+        """Count, frame and write parser events (a caller may filter them first)."""
         if not events:
             return 0
         summary = self.summary

@@ -37,7 +37,7 @@ from .inotify import DirWatch
 #: most bytes yielded by one chunk: a big backlog streams in constant memory
 CHUNK_SIZE = 1 << 20
 #: default polling interval (seconds) when inotify is not used
-POLL_INTERVAL = 0.05
+POLL_INTERVAL = 0.02
 #: longest single block while waiting with inotify, so that ``stop`` is seen promptly
 MAX_BLOCK = 0.05
 #: bytes just before our offset that are re-read to notice a file that was
