@@ -18,6 +18,7 @@ from conftest import (
     TPM_PORT,
     CorpusLog,
     corpus_log_paths,
+    frame_numbers,
     load_corpus_log,
     read_frames,
     require_tshark,
@@ -220,7 +221,13 @@ def test_hex_without_headers_longer_than_an_ip_packet(
     err = capsys.readouterr().err
     assert re.search(r"\bstray\b", err)
     require_tshark()
-    assert read_frames(out)
+    frames = read_frames(out, "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE")
+    # every byte arrives, in order, over segments that fit an IPv4 packet
+    sent = b"".join(f.payload for f in frames)
+    assert sent == b"".join(bytes.fromhex(line.decode()) for line in hexlines * 3)
+    assert all(len(f.payload) <= 65535 - 40 for f in frames)
+    assert all((f.ip_checksum, f.tcp_checksum) == ("1", "1") for f in frames)
+    assert frame_numbers(out, "tcp.analysis.flags") == []
 
 
 # ------------------------------------------------------------- summary
