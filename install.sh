@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: ./install.sh [--venv DIR] [--system] [--dir DIR] [--python PY] [--uninstall]
+usage: ./install.sh [--deps] [--demo] [--venv DIR] [--system] [--dir DIR] [--python PY] [--uninstall]
 
 Creates a virtual environment, installs swtpm-extcap from this folder into it
 (a copy: the folder may move afterwards), and writes the launcher
@@ -23,6 +23,11 @@ folder of the installed Wireshark:
   --dir DIR        this extcap folder instead
   --python PY      interpreter that creates the environment (default: python3, >= 3.9)
   --uninstall      remove the launcher and the virtual environment
+  --deps           first install what is missing of tshark, python3-venv,
+                   python3-setuptools and python3-wheel with apt-get (sudo when
+                   not root); Debian/Ubuntu only
+  --demo           at the end, capture from swtpm-demo with tshark (a bundled
+                   real log of two VM boots): decoded TPM 2.0 commands
 EOF
 }
 
@@ -36,6 +41,8 @@ EXTCAP_DIR=""
 EXTCAP_DIR_ARG=""
 PYTHON=${PYTHON:-python3}
 UNINSTALL=0
+DEPS=0
+DEMO=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -47,6 +54,8 @@ while [ $# -gt 0 ]; do
         --python=*) PYTHON=${1#--python=}; shift ;;
         --system) SYSTEM=1; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
+        --deps) DEPS=1; shift ;;
+        --demo) DEMO=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -64,6 +73,29 @@ fi
 case "$VENV" in /*) ;; *) VENV=$PWD/$VENV ;; esac
 VENV=${VENV%/}
 case "$VENV" in *[[:space:]]*) die "the venv path '$VENV' has whitespace, which a #! line cannot hold; pick another with --venv" ;; esac
+
+# --- Debian packages (--deps) ------------------------------------------------------
+if [ "$DEPS" = 1 ] && [ "$UNINSTALL" = 0 ]; then
+    command -v apt-get >/dev/null 2>&1 ||
+        die "--deps uses apt-get (Debian/Ubuntu); install tshark and Python 3.9+ with venv support yourself, then run this without --deps"
+    MISSING=()
+    for pkg in tshark python3-venv python3-setuptools python3-wheel; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || MISSING+=("$pkg")
+    done
+    if [ ${#MISSING[@]} -gt 0 ]; then
+        SUDO=()
+        if [ "$(id -u)" != 0 ]; then
+            command -v sudo >/dev/null 2>&1 || die "installing ${MISSING[*]} needs root: run as root or install sudo"
+            SUDO=(sudo)
+        fi
+        say "installing ${MISSING[*]} with apt-get"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null
+    else
+        say "tshark, python3-venv, python3-setuptools and python3-wheel are installed"
+    fi
+    if [ "$PYTHON" = python3 ] && [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; fi
+fi
 
 # --- Wireshark: which one, and where its extcap folder is ---------------------
 WS=""
@@ -220,3 +252,13 @@ Try it:
 (Wireshark reads its extcap folder when it starts: restart it to see the interfaces.)
 Remove with: $SRC/install.sh --uninstall$REMOVE_ARGS
 EOF
+
+if [ "$DEMO" = 1 ]; then
+    if [ -n "$EXTCAP_DIR_ARG" ] || [ "$SYSTEM" = 1 ] || ! command -v tshark >/dev/null 2>&1; then
+        say "--demo: run 'tshark -i swtpm-demo' yourself (it needs tshark and the personal extcap folder)"
+    else
+        printf '\n$ tshark -i swtpm-demo -Y tpm -c 120\n'
+        tshark -i swtpm-demo -Y tpm -c 120 2>/dev/null ||
+            die "tshark -i swtpm-demo failed; 'tshark -D' should list swtpm-demo"
+    fi
+fi
