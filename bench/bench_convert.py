@@ -2,7 +2,8 @@
 """Benchmark: ``swtpm-extcap convert`` against the speed floor on the same big log.
 
 Runs ../shared/floor.py and ``python -m swtpm_extcap convert`` alternately on a
-real swtpm log made by gen-big-log.py (default 200 MiB, Proxmox prefix), and
+real swtpm log made by gen-big-log.py (default 200 MiB, with a Proxmox prefix
+and without one, as libvirt writes it), and
 reports MB/s, the time ratio to the floor (target <= 1.5) and the peak RSS of
 the converter (target <= 64 MB whatever the log size). A smaller log is
 converted too, to show that memory does not grow with the log.
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import FLOOR, big_log, run_measured  # noqa: E402
+from _common import FLOOR, PREFIX, big_log, run_measured  # noqa: E402
 
 
 def main() -> None:
@@ -30,10 +31,15 @@ def main() -> None:
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for mb in sorted({args.mb, max(1, args.mb // 10)}):
-        log = big_log(args.workdir / f"big-{mb}.log", mb)
+    # Proxmox-style logs ([id=<epoch>] on every line) at two sizes (memory must
+    # not grow with the log), and a libvirt-style log (no prefix) at full size
+    cases = [(f"{mb}", mb, PREFIX) for mb in sorted({max(1, args.mb // 10), args.mb})]
+    cases.append((f"{args.mb}-noprefix", args.mb, None))
+    for key, mb, prefix in cases:
+        name = f"big-{mb}.log" if prefix else f"big-{mb}-noprefix.log"
+        log = big_log(args.workdir / name, mb, prefix=prefix, port=2621 if prefix else 2631)
         size = log.stat().st_size
-        out = args.workdir / f"big-{mb}.pcapng"
+        out = log.with_suffix(".pcapng")
         floor_t, conv_t, rss = [], [], []
         for _ in range(args.repeat):
             secs, _, _ = run_measured([sys.executable, str(FLOOR), str(log)])
@@ -45,7 +51,8 @@ def main() -> None:
             conv_t.append(secs)
             rss.append(peak)
         f, c = statistics.median(floor_t), statistics.median(conv_t)
-        results[mb] = {
+        results[key] = {
+            "prefix": prefix,
             "log_bytes": size,
             "floor_seconds": round(f, 3),
             "convert_seconds": round(c, 3),
@@ -55,9 +62,9 @@ def main() -> None:
             "convert_peak_rss_mb": round(max(rss) / 1024, 1),
             "pcapng_bytes": out.stat().st_size,
         }
-        r = results[mb]
+        r = results[key]
         print(
-            f"{size / 1e6:.0f} MB log: floor {f:.2f} s ({r['floor_mb_per_s']} MB/s), convert {c:.2f} s"
+            f"{size / 1e6:.0f} MB log ({'prefix ' + repr(prefix) if prefix else 'no prefix'}): floor {f:.2f} s ({r['floor_mb_per_s']} MB/s), convert {c:.2f} s"
             f" ({r['convert_mb_per_s']} MB/s) = {r['ratio_to_floor']}x floor,"
             f" peak RSS {r['convert_peak_rss_mb']} MB (median of {args.repeat})",
             file=sys.stderr,
