@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+#: a partial line longer than this is taken as a line of its own (swtpm's are < 100)
+MAX_LINE = 1 << 20
 #: control channel command that (re)initialises the TPM: CMD_INIT
 CTRL_CMD_INIT = b"\x00\x00\x00\x02"
 
@@ -152,6 +154,7 @@ class LogParser:
 
     def __init__(self) -> None:
         self._tail = b""
+        self._overlong = False
         self._lineno = 0
         self._prefix = ""
         self._run = -1
@@ -178,11 +181,24 @@ class LogParser:
     def feed(self, data: bytes) -> list[Event]:
         if not data:
             return []
+        events: list[Event] = []
+        if self._overlong:  # the rest of a line already taken: drop it
+            end = data.find(b"\n")
+            if end < 0:
+                return events
+            self._overlong = False
+            data = data[end + 1 :]
         buf = self._tail + data if self._tail else data
         cut = buf.rfind(b"\n")
         if cut < 0:
+            if len(buf) > MAX_LINE:
+                # no swtpm line is this long: take it as one (junk) line, so
+                # memory stays bounded whatever the input
+                self._tail = b""
+                self._overlong = True
+                return self._lines([buf[:MAX_LINE].decode("latin-1")])
             self._tail = buf
-            return []
+            return events
         self._tail = buf[cut + 1 :]
         # latin-1 maps every byte to one character: never fails, keeps offsets
         return self._text(buf[: cut + 1].decode("latin-1"))

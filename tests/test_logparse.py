@@ -217,6 +217,23 @@ def test_partial_header_line_is_held_back(corpus_log: CorpusLog) -> None:
     assert records(rest) == [rec]
 
 
+def test_a_line_without_end_is_bounded_and_the_log_goes_on(corpus_log: CorpusLog) -> None:
+    """Megabytes without a newline (binary junk, a log written by something
+    else) are taken as one line once they pass MAX_LINE, not held in memory;
+    the records after the next newline come out as usual, one line later."""
+    from swtpm_extcap.logparse import MAX_LINE
+
+    parser = LogParser()
+    junk = b"\xff" * (MAX_LINE // 4)
+    out = []
+    for _ in range(12):  # 3 * MAX_LINE without a newline
+        out += parser.feed(junk)
+        assert len(parser._tail) <= MAX_LINE  # noqa: SLF001 - what bounds the memory
+    out += parser.feed(b"\n" + corpus_log.data) + parser.close()
+    expected = parse(corpus_log.data)
+    assert [view(r, 1) for r in records(expected)] == [view(r) for r in records(out)]
+
+
 # ----------------------------------------------------- lines that are not records
 
 
