@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-GEN = Path(os.environ.get("SWTPM_CORPUS", "/work/shared/corpus")) / "gen-big-log.py"
-FLOOR = Path(os.environ.get("SWTPM_FLOOR", "/work/shared/floor.py"))
+GEN = Path(os.environ.get("SWTPM_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus") / "gen-big-log.py"
+FLOOR = Path(os.environ.get("SWTPM_FLOOR") or Path(__file__).resolve().parents[2] / "shared" / "floor.py")
 PREFIX = "[id=1732600000] "
 
 

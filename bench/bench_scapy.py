@@ -23,7 +23,7 @@ from scapy.layers.l2 import Ether  # noqa: E402
 from swtpm_extcap.frames import CLIENT_PORT_BASE, TPM_PORT, build_frame  # noqa: E402
 from swtpm_extcap.logparse import Kind, Record, parse_bytes  # noqa: E402
 
-CORPUS = Path(os.environ.get("SWTPM_CORPUS", "/work/shared/corpus"))
+CORPUS = Path(os.environ.get("SWTPM_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus")
 
 
 def scapy_frame(sport: int, dport: int, seq: int, ack: int, payload: bytes) -> bytes:

@@ -2,7 +2,7 @@
 
 * ``corpus``: the folder of real swtpm logs with client-side truth
   (``NAME.log`` + ``NAME.log.expected.json``); ``$SWTPM_CORPUS`` overrides
-  the default ``/work/shared/corpus``. Tests that need it are skipped with a
+  the default ``../shared/corpus`` beside the checkout. Tests that need it are skipped with a
   message when it is absent.
 * ``corpus_log``: parametrizes a test over every log in the corpus (ids =
   file names) and hands it a :class:`CorpusLog` (bytes, lines, truth).
@@ -36,7 +36,11 @@ if str(REPO) not in sys.path:  # the package is used from the checkout, not inst
 import realtpm  # noqa: E402  (tests/ is on sys.path: no __init__.py)
 
 CORPUS_ENV = "SWTPM_CORPUS"
-DEFAULT_CORPUS = Path("/work/shared/corpus")
+#: the project's corpus sits beside the checkout (../shared/corpus)
+DEFAULT_CORPUS = next(
+    (p for p in (REPO.parent / "shared" / "corpus", Path("/work/shared/corpus")) if p.is_dir()),
+    REPO.parent / "shared" / "corpus",
+)
 TRUTH_SUFFIX = ".expected.json"
 
 TPM_PORT = 2321  # Wireshark's TPM 2.0 dissector port (what the framer targets)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import corpus_dir
+
 from swtpm_extcap.config import Config, load_config
 from swtpm_extcap.discovery import (
     DEMO_NAME,
@@ -31,7 +33,7 @@ from swtpm_extcap.discovery import (
 from swtpm_extcap.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("SWTPM_CORPUS", "/work/shared/corpus"))
+CORPUS = corpus_dir()
 PROXMOX_LOG = CORPUS / "proxmox-103-swtpm.log"
 SMALL_LOG = CORPUS / "proxmox-104-qemu-transport-swtpm.log"
 LIBVIRT_LOG = CORPUS / "libvirt-fedora39-swtpm.log"
