@@ -204,6 +204,21 @@ class ExtcapRun:
                     return int(line.split()[1])
         return -1
 
+    def drain(self, expected: int, since_cpu: float) -> tuple[float, float, int, dict[str, Any]]:
+        """Wait (up to 10 s) for ``expected`` frames and 0.3 s more (a duplicate would
+        show then); return the extcap's CPU seconds since ``since_cpu``, the
+        ``perf_counter`` time they were read at, its peak RSS, and how it stopped
+        on SIGTERM."""
+        assert self.reader is not None
+        deadline = time.monotonic() + 10
+        while len(self.reader.arrivals) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        cpu = self.cpu_seconds() - since_cpu
+        at = time.perf_counter()
+        rss = self.rss_kib()
+        return cpu, at, rss, self.stop()
+
     def stop(self, timeout: float = 10.0) -> dict[str, Any]:
         """SIGTERM; wait for the exit and the fifo's EOF. Exit code, stderr, how long it took."""
         assert self.proc is not None and self.reader is not None

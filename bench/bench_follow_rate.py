@@ -199,14 +199,8 @@ def measure_e2e(records: list[tuple[Record, bytes]], seconds: float, rate: float
                 wall = time.perf_counter() - start
             finally:
                 os.close(fd)
-            deadline = time.monotonic() + 10
-            while len(reader.arrivals) < written and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.3)  # anything extra (a duplicate) would show up now
-            cpu = run.cpu_seconds() - cpu0
-            run_wall = time.perf_counter() - start
-            rss = run.rss_kib()
-            stopped = run.stop()
+            cpu, at, rss, stopped = run.drain(written, cpu0)
+            run_wall = at - start
         finally:
             run.kill()
     first, dup, wrong, unexpected = match_arrivals(reader.arrivals, want)

@@ -210,14 +210,8 @@ def measure_e2e(exchanges: list[Exchange], n_writes: int, rate: float) -> dict[s
                     os.write(fd, text)
             finally:
                 os.close(fd)
-            deadline = time.monotonic() + 10
-            while len(reader.arrivals) < len(want) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.3)  # anything extra (a duplicate) would show up now
-            cpu = run.cpu_seconds() - cpu0
-            wall = time.perf_counter() - w0
-            rss = run.rss_kib()
-            stopped = run.stop()
+            cpu, at, rss, stopped = run.drain(len(want), cpu0)
+            wall = at - w0
         finally:
             run.kill()
     first, dup, wrong, unexpected = match_arrivals(reader.arrivals, want)
