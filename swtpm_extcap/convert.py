@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +68,7 @@ def convert_stream(
     """Convert one log stream into one pcapng section written to ``out``."""
     pipe = Pipeline(
         out,
+        live=_is_stream(out),
         name=f"swtpm:{name}",
         description=f"swtpm log {name}",
         start_us=start_us,
@@ -76,7 +78,9 @@ def convert_stream(
     done = 0
     shown = 0.0
     began = time.monotonic()
-    read = src.read
+    # read1: what a pipe has now, so `tail -F log | swtpm-extcap convert - -o -`
+    # streams; on a file it reads CHUNK bytes all the same
+    read = getattr(src, "read1", src.read)
     while chunk := read(CHUNK):
         pipe.feed(chunk)
         if progress is not None:
@@ -89,6 +93,15 @@ def convert_stream(
         progress.write("\r\033[K")
         progress.flush()
     return pipe.close()
+
+
+def _is_stream(out: BinaryIO) -> bool:
+    """A pipe, fifo or socket: flush after every batch so a reader sees frames at once."""
+    try:
+        mode = os.fstat(out.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):  # BytesIO and the like
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _show_progress(stream: TextIO, name: str, done: int, size: int, secs: float) -> None:

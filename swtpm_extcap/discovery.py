@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +202,8 @@ def permission_hint(interface: Interface) -> str:
         f"cannot read {path} ({detail}): run Wireshark's capture as root,"
         f" grant read access (setfacl -m u:{user}:r {quote(str(path))};"
         " redo it whenever the file is created anew, e.g. after a host reboot),"
-        " or use the SSH source against localhost"
+        f" or stream it as root: sudo tail -c +1 -F {quote(str(path))}"
+        f" | {quote(sys.executable)} -m swtpm_extcap convert - -o - | wireshark -k -i -"
     )
 
 

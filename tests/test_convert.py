@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,42 @@ def test_stdin_to_stdout(tmp_path: Path, corpus: Path) -> None:
     err = proc.stderr.decode()
     assert "stdout" in err  # the summary names where the capture went
     assert _number(r"(\d+) TPM records", err) == 2 * log.truth["tpm_exchange_count"]
+
+
+def test_a_pipe_streams_before_its_end(corpus: Path) -> None:
+    """`tail -F log | swtpm-extcap convert - -o -` is a live capture: each record
+    reaches stdout while stdin is still open (no waiting for a full buffer)."""
+    log = _prefixed_multirun()
+    records = [e for e in LogParser().feed(log.data) if isinstance(e, Record) and e.kind.is_tpm]
+    first = records[0]
+    head = b"\n".join(log.lines[: first.last_line]) + b"\n"  # up to the first TPM command
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swtpm_extcap", "convert", "-", "-o", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(head)
+        proc.stdin.flush()
+        seen = b""
+        fd = proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        deadline = time.monotonic() + 10
+        while first.data not in seen and time.monotonic() < deadline:
+            try:
+                seen += os.read(fd, 65536) or b""
+            except BlockingIOError:
+                time.sleep(0.02)
+        assert first.data in seen, "the first TPM command did not come out while stdin was open"
+        assert proc.poll() is None
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert proc.returncode == 0
 
 
 def test_file_to_stdout(tmp_path: Path, corpus: Path) -> None:

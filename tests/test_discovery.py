@@ -447,7 +447,8 @@ def test_unreadable_logs_are_listed_with_readable_false(shared_root: Path) -> No
         f"cannot read {secret} (root, mode 0600): run Wireshark's capture as root"
     )
     assert f"setfacl -m u:{user}:r {secret}" in hint
-    assert "SSH source against localhost" in hint
+    assert f"sudo tail -c +1 -F {secret} | " in hint
+    assert " -m swtpm_extcap convert - -o - | wireshark -k -i -" in hint
     assert "\n" not in hint
     # the same listing as root: root may read everything
     as_root = {i.name: i.readable for i in host.discover()}
