@@ -21,7 +21,7 @@ def _start_time(text: str) -> float:
         ) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_install: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Turn SWTPM debug logs into pcapng that Wireshark's TPM dissector decodes."
@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--strict", action="store_true", help="exit with status 3 when the log has defects"
     )
-    from .install import add_install_parser
+    if with_install:  # its module costs ~10 ms of imports: not for `convert`
+        from .install import add_install_parser
 
-    add_install_parser(sub)
+        add_install_parser(sub)
     return parser
 
 
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .extcap import extcap_main
 
         return extcap_main(args)
-    parser = build_parser()
+    parser = build_parser(with_install=args[:1] != ["convert"])
     ns = parser.parse_args(args)
     try:
         if ns.command == "convert":

@@ -279,9 +279,18 @@ class LogParser:
                         data = fromhex(block)
                     except ValueError:
                         break
-                    # the canonical layout, so exactly what _lines takes intact
+                    # exactly swtpm's layout, so exactly what _lines takes intact:
+                    # the block has the canonical size, 2N hex digits (fromhex)
+                    # and newlines at every 50th place; N + lines spaces, none
+                    # doubled, fit a line's digits only as " XX XX ... XX \n"
                     if len(data) != declared or (
-                        declared and block.replace(" \n ", " ") != f" {data.hex(' ').upper()} \n"
+                        declared
+                        and (
+                            block[49:-1:50] != "\n" * (nlines - 1)
+                            or block[-1] != "\n"
+                            or block.count(" ") != nlines + declared
+                            or "  " in block
+                        )
                     ):
                         break
                     line = self._lineno + 1
