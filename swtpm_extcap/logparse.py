@@ -279,10 +279,15 @@ class LogParser:
                         data = fromhex(block)
                     except ValueError:
                         break
-                    # exactly swtpm's layout, so exactly what _lines takes intact:
-                    # the block has the canonical size, 2N hex digits (fromhex)
-                    # and newlines at every 50th place; N + lines spaces, none
-                    # doubled, fit a line's digits only as " XX XX ... XX \n"
+                    # exactly swtpm's layout, so exactly what _lines takes intact.
+                    # fromhex gave N bytes: 2N hex digits, in pairs that no
+                    # whitespace splits, and no other characters. The newline
+                    # grid fixes every line's length (50, the last 3r+2). A line
+                    # with s spaces, none doubled, and d digits needs a pair in
+                    # each of its s-1 gaps: d >= 2(s-1), so s <= 17 (full line),
+                    # s <= r+1 (last line). The block has nlines + N spaces, the
+                    # sum of those maxima: every line has its maximum, i.e. it is
+                    # " XX XX ... XX " and its newline, nothing else.
                     if len(data) != declared or (
                         declared
                         and (
