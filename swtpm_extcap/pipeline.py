@@ -35,13 +35,13 @@ class Summary:
 
     def report(self, name: str, max_defects: int = 20) -> list[str]:
         """Human-readable lines: one summary line, then defects by kind and line."""
+        commands, responses = self.records[Kind.TPM_COMMAND], self.records[Kind.TPM_RESPONSE]
         out = [
-            f"{name}: {self.tpm_records} TPM records"
-            f" ({self.records[Kind.TPM_COMMAND]} commands, {self.records[Kind.TPM_RESPONSE]} responses)"
-            f" in {self.runs} run{'s' if self.runs != 1 else ''},"
-            f" {self.ctrl_records} control messages, {self.frames} frames,"
-            f" {len(self.defects)} defect{'s' if len(self.defects) != 1 else ''}"
-            f" ({self.lines} lines read, {self.skipped_lines} other lines skipped)"
+            f"{name}: {_count(self.tpm_records, 'TPM record')}"
+            f" ({_count(commands, 'command')}, {_count(responses, 'response')})"
+            f" in {_count(self.runs, 'run')}, {_count(self.ctrl_records, 'control message')},"
+            f" {_count(self.frames, 'frame')}, {_count(len(self.defects), 'defect')}"
+            f" ({_count(self.lines, 'line')} read, {self.skipped_lines} other skipped)"
         ]
         if self.defects:
             by_kind = Counter(d.kind.value for d in self.defects)
@@ -50,6 +50,10 @@ class Summary:
             if len(self.defects) > max_defects:
                 out.append(f"  ... {len(self.defects) - max_defects} more")
         return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class Pipeline:
