@@ -49,20 +49,42 @@ def interface_description(name: str, description: str) -> bytes:
     return _block(BLOCK_IDB, body + _options((IF_NAME, name), (IF_DESCRIPTION, description)))
 
 
+def encode_packets(frames: list[tuple[int, bytes, str]]) -> bytearray:
+    """Enhanced packet blocks on interface 0, one per ``(ts_us, packet, comment)``.
+
+    The one encoder of packets (the per-frame loop of every conversion): ``ts_us``
+    in microseconds since the epoch; an empty comment writes no option.
+    """
+    buf = bytearray()
+    head = _EPB_HEAD.pack
+    opt = _OPT.pack
+    u32 = _U32.pack
+    pad = _PAD
+    for ts, pkt, comment in frames:
+        size = len(pkt)
+        text = comment.encode()
+        clen = len(text)
+        if clen:
+            total = 40 + size + (-size & 3) + clen + (-clen & 3)
+            buf += head(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, size, size)
+            buf += pkt
+            buf += pad[size & 3]
+            buf += opt(OPT_COMMENT, clen)
+            buf += text
+            buf += pad[clen & 3]
+            buf += _END_TOTAL(0, total)  # opt_endofopt, then the block length
+        else:
+            total = 32 + size + (-size & 3)
+            buf += head(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, size, size)
+            buf += pkt
+            buf += pad[size & 3]
+            buf += u32(total)
+    return buf
+
+
 def enhanced_packet(ts_us: int, packet: bytes, comment: str = "") -> bytes:
     """One EPB on interface 0; ``ts_us`` in microseconds since the epoch."""
-    size = len(packet)
-    opts = _option(OPT_COMMENT, comment.encode()) + b"\0\0\0\0" if comment else b""
-    total = 32 + size + (-size & 3) + len(opts)
-    return b"".join(
-        (
-            _EPB_HEAD.pack(BLOCK_EPB, total, 0, ts_us >> 32, ts_us & 0xFFFFFFFF, size, size),
-            packet,
-            _PAD[size & 3],
-            opts,
-            _U32.pack(total),
-        )
-    )
+    return bytes(encode_packets([(ts_us, packet, comment)]))
 
 
 class PcapngWriter:
@@ -97,24 +119,7 @@ class PcapngWriter:
         """Write a batch of frames with one write (and one flush when live)."""
         if not frames:
             return
-        buf = bytearray()
-        head = _EPB_HEAD.pack
-        opt = _OPT.pack
-        u32 = _U32.pack
-        pad = _PAD
-        for ts, pkt, comment in frames:
-            size = len(pkt)
-            text = comment.encode()
-            clen = len(text)
-            total = 40 + size + (-size & 3) + clen + (-clen & 3)
-            buf += head(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, size, size)
-            buf += pkt
-            buf += pad[size & 3]
-            buf += opt(OPT_COMMENT, clen)
-            buf += text
-            buf += pad[clen & 3]
-            buf += _END_TOTAL(0, total)  # opt_endofopt, then the block length
-        self._out.write(buf)
+        self._out.write(encode_packets(frames))
         if self._live:
             self._out.flush()
 
