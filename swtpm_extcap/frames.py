@@ -113,6 +113,16 @@ class _Conversation:
         self.up = _Direction(addr, client, server, PSH | ACK)
         self.down = _Direction(addr, server, client, PSH | ACK)
 
+    def data(self, to_server: bool, payload: bytes) -> bytes:
+        """A PSH|ACK segment carrying ``payload``; advances that side's sequence number."""
+        if to_server:
+            pkt = self.up.frame(self.cseq, self.sseq, payload)
+            self.cseq = (self.cseq + len(payload)) & 0xFFFFFFFF
+        else:
+            pkt = self.down.frame(self.sseq, self.cseq, payload)
+            self.sseq = (self.sseq + len(payload)) & 0xFFFFFFFF
+        return pkt
+
     def control(self, to_server: bool, flags: int, seq: int, ack: int) -> bytes:
         """A segment without payload (handshake, FIN)."""
         if to_server:
@@ -190,12 +200,7 @@ class Framer:
             if not conv.open:
                 out += self._handshake(conv, now_us, line)
             conv.last_line = last_line or line
-            if kind in to_server:
-                pkt = conv.up.frame(conv.cseq, conv.sseq, data)
-                conv.cseq = (conv.cseq + len(data)) & 0xFFFFFFFF
-            else:
-                pkt = conv.down.frame(conv.sseq, conv.cseq, data)
-                conv.sseq = (conv.sseq + len(data)) & 0xFFFFFFFF
+            pkt = conv.data(kind in to_server, data)
             comment = f"swtpm log line {line}: {labels[kind]} length {declared}"
             if defects:
                 comment += "".join(f"\nswtpm log defect: {d}" for d in defects)
@@ -216,12 +221,7 @@ class Framer:
         parts = range(0, len(rec.data), MAX_SEGMENT)
         for number, offset in enumerate(parts, 1):
             piece = rec.data[offset : offset + MAX_SEGMENT]
-            if rec.kind in _TO_SERVER:
-                pkt = conv.up.frame(conv.cseq, conv.sseq, piece)
-                conv.cseq = (conv.cseq + len(piece)) & 0xFFFFFFFF
-            else:
-                pkt = conv.down.frame(conv.sseq, conv.cseq, piece)
-                conv.sseq = (conv.sseq + len(piece)) & 0xFFFFFFFF
+            pkt = conv.data(rec.kind in _TO_SERVER, piece)
             comment = (
                 f"swtpm log line {rec.line}: {rec.kind.value} length {rec.declared},"
                 f" part {number} of {len(parts)} ({len(rec.data)} bytes do not fit one IPv4 packet)"
