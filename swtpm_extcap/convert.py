@@ -116,30 +116,25 @@ def _show_progress(stream: TextIO, name: str, done: int, size: int, secs: float)
 
 def run_convert(settings: ConvertSettings, stdin: BinaryIO, stdout: BinaryIO, stderr: TextIO) -> int:
     check_inputs(settings.logs)
-    if settings.output is None and settings.logs == ("-",) or settings.output == "-":
-        if stdout.isatty():
-            raise UserError("refusing to write pcapng to a terminal; use -o FILE or a pipe")
     shared = settings.output
+    dests = [shared or default_output(log) for log in settings.logs]
+    if "-" in dests and stdout.isatty():
+        raise UserError("refusing to write pcapng to a terminal; use -o FILE or a pipe")
     defects = 0
     out: BinaryIO | None = None
     try:
         if shared is not None:
             out = stdout if shared == "-" else open(shared, "wb")
-        for log in settings.logs:
-            target = out
-            opened = False
-            if target is None:
-                dest = default_output(log)
-                target = stdout if dest == "-" else open(dest, "wb")
-                opened = dest != "-"
-            try:
-                summary = _convert_one(log, target, settings, stdin, stderr)
-            finally:
-                if opened:
-                    target.close()
+        for log, dest in zip(settings.logs, dests):
+            if out is not None:
+                summary = _convert_one(log, out, settings, stdin, stderr)
+            elif dest == "-":
+                summary = _convert_one(log, stdout, settings, stdin, stderr)
+            else:
+                with open(dest, "wb") as target:
+                    summary = _convert_one(log, target, settings, stdin, stderr)
             defects += len(summary.defects)
-            dest_name = shared or default_output(log)
-            for line in summary.report(f"{log} -> {'stdout' if dest_name == '-' else dest_name}"):
+            for line in summary.report(f"{log} -> {'stdout' if dest == '-' else dest}"):
                 stderr.write(line + "\n")
     finally:
         if out is not None and out is not stdout:

@@ -346,15 +346,22 @@ def test_reader_closing_the_pipe_early_is_a_clean_exit(tmp_path: Path, corpus: P
     assert err == b""
 
 
-def test_refuses_to_write_pcapng_to_a_terminal(tmp_path: Path, corpus: Path) -> None:
+@pytest.mark.parametrize("to_stdout", [["-o", "-"], ["-"]], ids=["-o -", "stdin among logs"])
+def test_refuses_to_write_pcapng_to_a_terminal(tmp_path: Path, corpus: Path, to_stdout: list[str]) -> None:
+    """Whether stdout is named by -o or is where the stdin log goes by default;
+    refused before anything is written."""
+    log = tmp_path / "vm-swtpm.log"
+    shutil.copyfile(corpus_log_paths()[0], log)
     master, slave = pty.openpty()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "swtpm_extcap", "convert", str(corpus_log_paths()[0]), "-o", "-"],
-            stdout=slave, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60,
+            [sys.executable, "-m", "swtpm_extcap", "convert", str(log), *to_stdout],
+            stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path, timeout=60,
         )
     finally:
         os.close(slave)
         os.close(master)
     assert proc.returncode == 1
     assert proc.stderr.count(b"\n") == 1 and b"Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [log.name]
