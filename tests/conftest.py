@@ -2,8 +2,8 @@
 
 * ``corpus``: the folder of real swtpm logs with client-side truth
   (``NAME.log`` + ``NAME.log.expected.json``); ``$SWTPM_CORPUS`` overrides
-  the default ``../shared/corpus`` beside the checkout. Tests that need it are skipped with a
-  message when it is absent.
+  the default ``tests/data/corpus`` (part of the repository). A missing corpus
+  fails the tests that need it; it never turns into a silent skip.
 * ``corpus_log``: parametrizes a test over every log in the corpus (ids =
   file names) and hands it a :class:`CorpusLog` (bytes, lines, truth).
 * :func:`read_frames`: reads a pcapng back with ``tshark -T fields``, TCP
@@ -36,11 +36,8 @@ if str(REPO) not in sys.path:  # the package is used from the checkout, not inst
 import realtpm  # noqa: E402  (tests/ is on sys.path: no __init__.py)
 
 CORPUS_ENV = "SWTPM_CORPUS"
-#: the project's corpus sits beside the checkout (../shared/corpus)
-DEFAULT_CORPUS = next(
-    (p for p in (REPO.parent / "shared" / "corpus", Path("/work/shared/corpus")) if p.is_dir()),
-    REPO.parent / "shared" / "corpus",
-)
+#: the real swtpm logs with client-side truth, part of the repository (provenance: its README.md)
+DEFAULT_CORPUS = REPO / "tests" / "data" / "corpus"
 TRUTH_SUFFIX = ".expected.json"
 
 TPM_PORT = 2321  # Wireshark's TPM 2.0 dissector port (what the framer targets)
@@ -147,7 +144,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         else:
             metafunc.parametrize(
                 "corpus_log",
-                [pytest.param(None, marks=pytest.mark.skip(reason=_missing_corpus()))],
+                [None],
                 ids=["no-corpus"],
                 indirect=True,
             )
@@ -156,23 +153,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def corpus_log(request: pytest.FixtureRequest) -> CorpusLog:
     """One corpus log (the test runs once per log)."""
+    if request.param is None:
+        pytest.fail(_missing_corpus())
     return load_corpus_log(request.param)
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    """The corpus folder; skips the test when it is absent."""
+    """The corpus folder; a missing corpus is a failure, never a silent skip."""
     folder = corpus_dir()
     if not corpus_log_paths():
-        pytest.skip(_missing_corpus())
+        pytest.fail(_missing_corpus())
     return folder
 
 
 def named_log(corpus: Path, name: str) -> CorpusLog:
-    """A specific corpus log; skips when this corpus does not have it."""
+    """A specific corpus log; fails when this corpus does not have it."""
     path = corpus / name
     if not path.is_file() or not path.with_name(name + TRUTH_SUFFIX).is_file():
-        pytest.skip(f"{name} (and its truth) not in the corpus at {corpus}")
+        pytest.fail(f"{name} (and its truth) not in the corpus at {corpus}")
     return load_corpus_log(path)
 
 
@@ -217,9 +216,17 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 # ------------------------------------------------------------------ tshark
 
 
+def missing_tool(message: str) -> None:
+    """A tool the test needs is not here: a skip on a developer's machine, a
+    failure in CI (``$CI`` set), where ./run-tests installs every tool."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI installs it through ./run-tests: check its package list)")
+    pytest.skip(message)
+
+
 def require_tshark() -> None:
     if shutil.which("tshark") is None:
-        pytest.skip("tshark not on PATH")
+        missing_tool("tshark not on PATH")
 
 
 #: each TCP segment is reported as-is: no reassembly across segments, no
@@ -404,7 +411,7 @@ def run_cli(
 def _require_real_tpm() -> None:
     missing = realtpm.missing_tools("swtpm", "tpm2_startup", "tshark")
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} on PATH")
+        missing_tool(f"needs {', '.join(missing)} on PATH")
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def _prefixed_multirun() -> CorpusLog:
         log = load_corpus_log(path)
         if log.run_count > 1 and all(e is not None for e in log.epochs):
             return log
-    pytest.skip("no corpus log with several [id=<epoch>] runs")
+    pytest.fail("no corpus log with several [id=<epoch>] runs")
 
 
 def _unprefixed() -> CorpusLog:
@@ -43,7 +43,7 @@ def _unprefixed() -> CorpusLog:
         log = load_corpus_log(path)
         if all(e is None for e in log.epochs):
             return log
-    pytest.skip("no corpus log without a prefix")
+    pytest.fail("no corpus log without a prefix")
 
 
 def _damaged(log: CorpusLog) -> tuple[bytes, dict[int, str]]:

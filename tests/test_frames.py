@@ -183,7 +183,7 @@ def test_runs_start_at_their_epoch(corpus_log: CorpusLog, frames: list[TsharkFra
 def test_clock_starts_at_start_us_zero(corpus: Path) -> None:
     log = next((load_corpus_log(p) for p in corpus_log_paths() if load_corpus_log(p).epochs[0] is None), None)
     if log is None:
-        pytest.skip("no log without an [id=<epoch>] prefix in the corpus")
+        pytest.fail("no log without an [id=<epoch>] prefix in the corpus")
     parser = LogParser()
     framer = Framer(start_us=0)
     stamps = []
@@ -213,7 +213,7 @@ def test_epoch_going_back_keeps_the_clock_and_tcp_clean(corpus: Path, tmp_path: 
         None,
     )
     if log is None:
-        pytest.skip("no corpus log with an [id=<epoch>] prefix")
+        pytest.fail("no corpus log with an [id=<epoch>] prefix")
     pcap = write_pcapng(log.data + log.data, tmp_path / "twice.pcapng")
     frames = read_frames(pcap)
     ts = [f.ts_us for f in frames]
