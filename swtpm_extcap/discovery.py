@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .config import Config
-from .errors import UserError
+from .errors import UserError, printable
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -64,6 +64,10 @@ PREFIX = "swtpm-"
 DEMO_NAME = "swtpm-demo"
 DEMO_FILE = "demo-swtpm.log"
 HASH_DIGITS = 8
+#: the listing stops a glob after this many matches in all, or after this long:
+#: a pattern such as ``/*/*/*/*/*`` must not hang Wireshark's start-up
+MAX_GLOB_MATCHES = 1000
+MAX_GLOB_SECONDS = 2.0
 
 Kind = Literal["proxmox", "libvirt", "glob", "demo"]
 
@@ -104,8 +108,12 @@ def discover(
     proxmox_dir: str | os.PathLike[str] | None = None,
     pve_conf_dir: str | os.PathLike[str] | None = None,
     libvirt_dir: str | os.PathLike[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[Interface]:
     """List the interfaces, Proxmox by vmid, then libvirt, then globs, then the demo.
+
+    The globs stop after :data:`MAX_GLOB_MATCHES` matches or
+    :data:`MAX_GLOB_SECONDS`; ``notes`` (if given) then gets one line that says so.
 
     The folders default to the settings (``config.proxmox_dir`` etc., whose
     defaults are ``/run/qemu-server``, ``/etc/pve/qemu-server`` and
@@ -130,7 +138,10 @@ def discover(
 
     libvirt = sorted(_libvirt(os.fspath(libvirt_dir), seen), key=lambda f: f.vm_id)
     out.extend(_name_all(libvirt, taken))
-    out.extend(_name_all(list(_globbed(config.globs, seen)), taken))
+    globbed = _Globbed(config.globs, seen)
+    out.extend(_name_all(list(globbed), taken))
+    if globbed.cut is not None and notes is not None:
+        notes.append(globbed.cut + f"; narrow the [local] globs in {config.path}")
 
     demo = demo_log_path()
     out.append(
@@ -300,17 +311,66 @@ def _libvirt(folder: str, seen: set[tuple[int, int]]) -> Iterator[_Found]:
         yield _Found(entry.path, "libvirt", domain, domain, sanitize(domain), display)
 
 
-def _globbed(patterns: Iterable[str], seen: set[tuple[int, int]]) -> Iterator[_Found]:
-    import glob
+class _Globbed:
+    """The matches of the ``[local] globs``, bounded in number and time; ``cut``
+    says why the listing stopped early (None: it did not).
 
-    for pattern in patterns:
-        for path in sorted(glob.glob(pattern)):
-            if not _new_file(path, seen):
-                continue
-            key = glob_key(pattern, path)
-            path = os.path.abspath(path)
-            display = _safe_display(f"SWTPM {key} ({path})")
-            yield _Found(path, "glob", key, None, key, display)
+    The patterns are expanded in a daemon thread, so that the time bound holds
+    even while a pattern walks a large tree without a match; a thread left
+    behind stops at its next match."""
+
+    def __init__(self, patterns: Iterable[str], seen: set[tuple[int, int]]) -> None:
+        self.patterns = tuple(patterns)
+        self.seen = seen
+        self.cut: str | None = None
+
+    def __iter__(self) -> Iterator[_Found]:
+        matches = self._expand()
+        for pattern, paths in matches:
+            for path in sorted(paths):
+                if not _new_file(path, self.seen):
+                    continue
+                key = glob_key(pattern, path)
+                path = os.path.abspath(path)
+                display = _safe_display(f"SWTPM {key} ({path})")
+                yield _Found(path, "glob", key, None, key, display)
+
+    def _expand(self) -> list[tuple[str, list[str]]]:
+        if not self.patterns:
+            return []
+        import glob
+        import threading
+
+        found: list[tuple[str, list[str]]] = [(p, []) for p in self.patterns]
+        enough = threading.Event()  # set by either side: stop expanding
+        done = threading.Event()
+        over: list[bool] = []
+
+        def expand() -> None:
+            left = MAX_GLOB_MATCHES
+            try:
+                for pattern, paths in found:
+                    for path in glob.iglob(pattern):
+                        if enough.is_set():
+                            return
+                        if left <= 0:
+                            over.append(True)
+                            return
+                        paths.append(path)
+                        left -= 1
+            finally:
+                done.set()
+
+        threading.Thread(target=expand, name="glob", daemon=True).start()
+        finished = done.wait(MAX_GLOB_SECONDS)
+        enough.set()
+        if over or not finished:
+            count = sum(len(paths) for _, paths in found)
+            self.cut = (
+                f"SWTPM listing cut at {count} glob matches"
+                f" ({MAX_GLOB_MATCHES} at most, {MAX_GLOB_SECONDS:g} s at most)"
+            )
+        return [(pattern, list(paths)) for pattern, paths in found]
 
 
 def _name_all(found: list[_Found], taken: set[str]) -> Iterator[Interface]:
@@ -389,8 +449,9 @@ def _pve_name(conf: str) -> str | None:
 
 
 def _safe_display(text: str) -> str:
-    """No braces or control characters: the extcap list format uses ``{...}``."""
-    return _DISPLAY_UNSAFE.sub("?", text)
+    """No braces or control characters: the extcap list format uses ``{...}``;
+    a file name's bytes that are not UTF-8 shown as ``\\xff``."""
+    return _DISPLAY_UNSAFE.sub("?", printable(text))
 
 
 def _user_name(uid: int) -> str:
