@@ -55,7 +55,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO, Callable, NoReturn
 
 from . import __version__
-from .errors import UsageError, UserError
+from .cli import say, silence_stdout
+from .errors import PROG, UsageError, UserError, error_line, printable, reason
+from .fifo import Fifo
+from .signals import GRACE_S, Stopped, StopSignals
 
 if TYPE_CHECKING:  # the listing verbs must stay fast: import the capture parts lazily
     import logging
@@ -64,14 +67,10 @@ if TYPE_CHECKING:  # the listing verbs must stay fast: import the capture parts 
     from .logparse import Event
     from .pipeline import Pipeline
 
-PROG = "swtpm-extcap"
 DLT_LINE = "dlt {number=1}{name=EN10MB}{display=Ethernet (TPM over TCP 2321)}"
 DEMO = "swtpm-demo"
-
-#: open a fifo without blocking, retrying until the reader opens its end
-_FIFO_RETRY_S = 0.02
-#: how long a capture error waits for the reader before giving up on the fifo
-_ERROR_FIFO_WAIT_S = 10.0
+#: the name of a listing line that is a note, not a log (e.g. a glob cut short)
+LISTING_NOTE = "swtpm-listing-note"
 
 # --------------------------------------------------------------- options as data
 
@@ -608,17 +607,20 @@ def find_last_run(path: str | os.PathLike[str], size: int, stop: threading.Event
 def list_interfaces() -> list[str]:
     """The ``--extcap-interfaces`` answer: version line, one line per log, the demo last."""
     lines = [f"extcap {{version={__version__}}}{_help_field()}"]
+    notes: list[str] = []
     try:
         from .config import load_config
         from .discovery import discover
 
-        interfaces = [(i.name, i.display) for i in discover(load_config())]
+        interfaces = [(i.name, i.display) for i in discover(load_config(), notes=notes)]
     except Exception:  # noqa: BLE001 - the listing must never break Wireshark's start-up
         interfaces = []  # (no log file at listing time: Wireshark passes none)
     if not any(name == DEMO for name, _ in interfaces):
         interfaces.append((DEMO, "SWTPM demo (bundled real log, replayed)"))
     for name, display in interfaces:
         lines.append(f"interface {{value={_field(name)}}}{{display={_field(display)}}}")
+    for note in notes:  # e.g. a glob cut short: said where the user looks, not on stderr
+        lines.append(f"interface {{value={LISTING_NOTE}}}{{display={_field(note)}}}")
     return lines
 
 
@@ -633,8 +635,8 @@ def _help_field() -> str:
 
 
 def _field(text: str) -> str:
-    """A value inside ``{...}``: no braces, no line breaks."""
-    return "".join("?" if ch in "{}" or ord(ch) < 32 else ch for ch in text)
+    """A value inside ``{...}``: no braces, no line breaks, valid UTF-8."""
+    return "".join("?" if ch in "{}" or ord(ch) < 32 else ch for ch in printable(text))
 
 
 def check_filter(text: str) -> str:
@@ -646,45 +648,81 @@ def check_filter(text: str) -> str:
     return ""
 
 
-def extcap_main(argv: Sequence[str]) -> int:
-    """Answer one extcap call; returns the exit status."""
-    out = sys.stdout
+def extcap_main(argv: Sequence[str], stop: StopSignals | None = None) -> int:
+    """Answer one extcap call; returns the exit status.
+
+    The one error funnel of the extcap calls: a :class:`UserError` is one line
+    on stderr and its exit code (a capture then releases Wireshark's fifo);
+    a reader that went away or a stop signal is a clean exit 0; anything else
+    is a bug, said in one line (the traceback goes to ``--log-file``)."""
+    fifo = Fifo(_fifo_arg(argv) if "--capture" in argv else "")
+    signals = stop if stop is not None else StopSignals()
     try:
-        req = parse_request(argv)
+        return _answer(argv, fifo, signals.event)
     except UserError as exc:
-        sys.stderr.write(f"{PROG}: {exc}\n")
-        fifo = _fifo_arg(argv)
-        if fifo and "--capture" in argv:
-            _touch_fifo(fifo, threading.Event())
+        say(error_line(exc))
+        fifo.release_after_error(signals.event)
         return exc.exit_code
-    if req.capture:
-        return capture_main(req)
-    if req.interfaces:
-        out.write("".join(line + "\n" for line in list_interfaces()))
+    except BrokenPipeError:  # Wireshark closed stdout or the fifo: it no longer listens
+        silence_stdout()
         return 0
+    except Stopped:  # still busy (a write the reader never takes) after a stop signal
+        fifo.abandon()
+        return 0
+    except Exception as exc:  # a bug: one line for the dialog, the traceback to --log-file
+        import logging
+
+        logging.getLogger("swtpm_extcap").exception("internal error")
+        say(error_line(UserError(
+            f"internal error: {type(exc).__name__}: {exc} (please report it; with --log-file"
+            " set, the log has the traceback)"
+        )))
+        fifo.release_after_error(signals.event)
+        return 1
+    finally:
+        fifo.close()
+        signals.restore()
+
+
+def _answer(argv: Sequence[str], fifo: Fifo, stop: threading.Event) -> int:
+    req = parse_request(argv)
+    if req.capture:
+        return capture_main(req, fifo, stop)
+    if req.interfaces:
+        return _reply(list_interfaces())
     if req.dlts or req.config or req.capture_filter is not None or req.reload_option is not None:
         if not req.interface:
-            sys.stderr.write(f"{PROG}: this call needs --extcap-interface NAME\n")
-            return 2
+            raise UsageError("this call needs --extcap-interface NAME")
         if req.dlts:
-            out.write(DLT_LINE + "\n")
-        elif req.config:
-            out.write("".join(line + "\n" for line in config_lines(req.interface)))
-        elif req.reload_option is not None:
-            pass  # no option uses {reload=true}: nothing to reload
-        else:
-            problem = check_filter(req.capture_filter or "")
-            if problem:
-                out.write(problem + "\n")
-        return 0
+            return _reply([DLT_LINE])
+        if req.config:
+            return _reply(config_lines(req.interface))
+        if req.reload_option is not None:
+            return _reply([])  # no option uses {reload=true}: nothing to reload
+        problem = check_filter(req.capture_filter or "")
+        return _reply([problem] if problem else [])
     if req.version is not None:
-        out.write(f"extcap {{version={__version__}}}{_help_field()}\n")
-        return 0
-    sys.stderr.write(
-        f"{PROG}: no extcap call; Wireshark runs this with --extcap-interfaces,"
-        " --extcap-dlts, --extcap-config or --capture\n"
+        return _reply([f"extcap {{version={__version__}}}{_help_field()}"])
+    raise UsageError(
+        "no extcap call; Wireshark runs this with --extcap-interfaces,"
+        " --extcap-dlts, --extcap-config or --capture"
     )
-    return 2
+
+
+def _reply(lines: list[str]) -> int:
+    """Write the answer to stdout; a stdout that is closed or full is one line."""
+    out = sys.stdout
+    if out is None:
+        raise UserError("stdout is closed: nothing can carry the answer to Wireshark")
+    try:
+        out.write("".join(line + "\n" for line in lines))
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        silence_stdout()
+        raise UserError(f"cannot write the answer to stdout: {reason(exc)}") from None
+    return 0
 
 
 def _fifo_arg(argv: Sequence[str]) -> str:
@@ -699,55 +737,23 @@ def _fifo_arg(argv: Sequence[str]) -> str:
 # --------------------------------------------------------------- capture verb
 
 
-def capture_main(req: Request) -> int:
+def capture_main(req: Request, fifo: Fifo, stop: threading.Event) -> int:
     """``--capture``: check options, resolve the log, stream it into the fifo."""
-    stop = threading.Event()
-    restore = _install_signal_handlers(stop)
-    try:
-        return _capture(req, stop)
-    except _Stopped:  # still busy (a write the reader never takes) after a stop signal
-        return 0
-    finally:
-        restore()
-
-
-def _capture(req: Request, stop: threading.Event) -> int:
     import logging
 
     log = logging.getLogger("swtpm_extcap.capture")
-    try:
-        settings = build_settings(req)
-        handler = _setup_logging(req.log_level, req.log_file)
-    except UserError as exc:
-        return _fail(req.fifo, exc, stop)
-    fifo = _Fifo(settings.fifo)
+    settings = build_settings(req)
+    handler = _setup_logging(req.log_level, req.log_file)
     try:
         return _run(settings, stop, log, fifo)
-    except UserError as exc:
-        return _fail(fifo.path if not fifo.opened else "", exc, stop)
-    except Exception as exc:  # a bug: one line for the dialog, the traceback to --log-file
-        log.exception("internal error")
-        problem = UserError(
-            f"internal error: {type(exc).__name__}: {exc} (please report it; with --log-file"
-            " set, the log has the traceback)"
-        )
-        return _fail(fifo.path if not fifo.opened else "", problem, stop)
     finally:
         if handler is not None:
             logging.getLogger("swtpm_extcap").removeHandler(handler)
             handler.close()
 
 
-@dataclass
-class _Fifo:
-    """Wireshark's fifo; once opened, an error only closes it (it is not reopened)."""
-
-    path: str
-    opened: bool = False
-
-
 def _run(
-    settings: CaptureSettings, stop: threading.Event, log: logging.Logger, fifo: _Fifo
+    settings: CaptureSettings, stop: threading.Event, log: logging.Logger, fifo: Fifo
 ) -> int:
     from .config import load_config
     from .discovery import find_interface, permission_hint
@@ -756,10 +762,9 @@ def _run(
     iface = find_interface(settings.interface, load_config())
     replay = settings.mode == "replay"
     backlog_bytes, start_us = _check_log(iface, settings, permission_hint)
-    out = _open_fifo(fifo.path, stop, timeout=None)
+    out = fifo.open(stop)
     if out is None:  # stopped before Wireshark opened the fifo
         return 0
-    fifo.opened = True
     from .pipeline import Pipeline
     from .sources import follow, read_once
 
@@ -767,20 +772,20 @@ def _run(
         pipe = Pipeline(
             out,
             name=iface.name,
-            description=(
+            description=printable(
                 iface.display if str(iface.path) in iface.display else f"{iface.display}: {iface.path}"
             ),
             start_us=start_us,
             ctrl=settings.ctrl,
             live=True,
-            comment=_section_comment(iface, settings),
+            comment=printable(_section_comment(iface, settings)),
         )
         first_run = 0
         if settings.runs == "last" and backlog_bytes:
             try:
                 first_run = find_last_run(iface.path, backlog_bytes, stop)
             except OSError as exc:
-                raise UserError(f"cannot read {iface.path}: {exc.strerror or exc}") from None
+                raise UserError(f"cannot read {iface.path}: {reason(exc)}") from None
             log.info("last run only: the backlog's last run is run %d", first_run + 1)
         cap = Capture(
             pipe, settings, stop, backlog_bytes=None if replay else backlog_bytes,
@@ -793,27 +798,36 @@ def _run(
                 iface.path, stop, from_start=settings.start == "all", on_event=cap.on_follow_event
             )
         try:
-            cap.run(chunks)
-        except PermissionError:
-            raise UserError(permission_hint(iface)) from None
-        except FileNotFoundError:
-            raise UserError(f"{iface.path} disappeared before it could be read") from None
+            cap.run(_mapped(chunks, iface, permission_hint))
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            chunks.close()
         cap.finish(at_end=not stop.is_set())
         for line in pipe.summary.report(iface.name):
             log.info("%s", line)
     except BrokenPipeError:
         log.info("the reader closed the fifo: stopping")
-    except _Stopped:
-        log.info("stop signal: a write to the fifo was still blocked after %.1f s", _GRACE_S)
-        _abandon(out)
+    except OSError as exc:  # reading is mapped by _mapped: this is a write to the fifo
+        raise UserError(f"cannot write to the fifo {fifo.path}: {reason(exc)}; the capture"
+                        " is cut short") from None
+    except Stopped:
+        log.info("stop signal: a write to the fifo was still blocked after %.1f s", GRACE_S)
+        fifo.abandon()
         return 0
-    finally:
-        _close_quietly(out)
     return 0
+
+
+def _mapped(
+    chunks: Iterator[bytes], iface: Interface, permission_hint: Callable[[Interface], str]
+) -> Iterator[bytes]:
+    """The log's chunks; a failure to read it is one :class:`UserError` line."""
+    try:
+        yield from chunks
+    except PermissionError:
+        raise UserError(permission_hint(iface)) from None
+    except FileNotFoundError:
+        raise UserError(f"{iface.path} disappeared before it could be read") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {iface.path}: {reason(exc)}") from None
 
 
 def _check_log(
@@ -841,7 +855,7 @@ def _check_log(
     except IsADirectoryError:
         raise UserError(f"{iface.path} is a directory, not an swtpm log") from None
     except OSError as exc:
-        raise UserError(f"cannot read {iface.path}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot read {iface.path}: {reason(exc)}") from None
     if settings.start == "new":
         return 0, now_us()
     size = st.st_size
@@ -871,122 +885,40 @@ def _setup_logging(level: str, path: str) -> logging.Handler | None:
     if not path:
         return None
     try:
-        handler: logging.Handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+        handler: logging.Handler = _quiet_file_handler(path)
     except OSError as exc:
-        raise UsageError(f"cannot write the log file {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot write the log file {path}: {reason(exc)}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(LOG_LEVELS.get(level, 25))
     return handler
 
 
-def _fail(fifo: str, exc: UserError, stop: threading.Event) -> int:
-    """A capture error: one line on stderr, then open and close the fifo."""
-    sys.stderr.write(f"{PROG}: {exc}\n")
-    sys.stderr.flush()
-    if fifo:
-        _touch_fifo(fifo, stop)
-    return exc.exit_code
+def _quiet_file_handler(path: str) -> logging.Handler:
+    """A ``--log-file`` handler that a full disk silences instead of flooding stderr
+    ("--- Logging error ---") or failing the capture: the log is only a debug aid."""
+    import logging
 
+    class QuietFileHandler(logging.FileHandler):
+        broken = False
 
-def _touch_fifo(fifo: str, stop: threading.Event) -> None:
-    try:
-        out = _open_fifo(fifo, stop, timeout=_ERROR_FIFO_WAIT_S)
-    except (OSError, UserError):
-        return
-    if out is not None:
-        _close_quietly(out)
+        def emit(self, record: logging.LogRecord) -> None:
+            if not self.broken:
+                super().emit(record)
 
+        def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+            self.broken = True  # stop writing; the capture goes on
 
-def _open_fifo(path: str, stop: threading.Event, *, timeout: float | None) -> BinaryIO | None:
-    """Open the fifo for writing, waiting for its reader; ``None`` if stopped (or timed out).
+        def flush(self) -> None:
+            try:
+                super().flush()
+            except OSError:
+                self.broken = True
 
-    A plain blocking ``open()`` on a fifo cannot be interrupted by our stop
-    Event, so it is opened with O_NONBLOCK (ENXIO while there is no reader)
-    and retried; once open, the descriptor is switched back to blocking
-    writes. A regular file (running the extcap by hand) is created or
-    truncated.
-    """
-    import errno
+        def close(self) -> None:
+            try:
+                super().close()
+            except OSError:
+                pass
 
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-    nonblock = getattr(os, "O_NONBLOCK", 0)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, flags | nonblock, 0o644)
-            break
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                raise UserError(f"cannot open the fifo {path}: {exc.strerror or exc}") from None
-        if deadline is not None and time.monotonic() >= deadline:
-            return None
-        if stop.wait(_FIFO_RETRY_S):
-            return None
-    if nonblock:
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "wb")
-
-
-def _abandon(out: BinaryIO) -> None:
-    """Drop what is buffered for the fifo: close its descriptor under the writer."""
-    try:
-        os.close(out.fileno())
-    except (OSError, ValueError):
-        pass
-
-
-def _close_quietly(out: BinaryIO) -> None:
-    """Close the fifo; a reader that is gone is no error (the buffer is dropped)."""
-    try:
-        out.close()
-    except OSError:
-        pass
-
-
-class _Stopped(BaseException):
-    """Raised by the grace timer: a stop signal came, but the capture did not end."""
-
-
-#: after a stop signal, the capture has this long to end by itself (a write to a
-#: fifo that nobody reads any more blocks; the timer then interrupts it)
-_GRACE_S = 0.3
-
-
-def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
-    """SIGTERM and SIGINT set ``stop`` (as extcap-base's graceful shutdown does).
-
-    The loop sees ``stop`` within 50 ms. Should it be stuck in a blocking
-    write to the fifo (a reader that no longer reads but keeps it open), a
-    one-shot timer raises :class:`_Stopped` ``_GRACE_S`` later, which
-    interrupts the write. Returns a function that disarms the timer and
-    restores the previous handlers. Only the main thread may install
-    handlers; elsewhere (tests) this does nothing.
-    (Windows: Wireshark uses TerminateProcess, no handler runs.)
-    """
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def on_stop(signum: int, frame: object) -> None:
-        if not stop.is_set():
-            stop.set()
-            if hasattr(signal, "setitimer"):
-                signal.setitimer(signal.ITIMER_REAL, _GRACE_S)
-
-    def on_grace(signum: int, frame: object) -> None:
-        raise _Stopped
-
-    sigs = [signal.SIGTERM, signal.SIGINT]
-    saved = {sig: signal.signal(sig, on_stop) for sig in sigs}
-    if hasattr(signal, "SIGALRM"):
-        saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_grace)
-
-    def restore() -> None:
-        if hasattr(signal, "setitimer"):
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig, old in saved.items():
-            signal.signal(sig, old)
-
-    return restore
+    return QuietFileHandler(path, mode="w", encoding="utf-8", errors="backslashreplace")
