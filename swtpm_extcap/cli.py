@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
-from .errors import PROG, UsageError, UserError, error_line, reason
+from .errors import PROG, UsageError, UserError, error_line, reason, say, silence_stdout
 
 if TYPE_CHECKING:
     import argparse
@@ -75,7 +75,8 @@ def build_parser(*, with_install: bool = True) -> argparse.ArgumentParser:
         "--start-time",
         type=_start_time,
         metavar="EPOCH",
-        help="clock start for logs without an [id=<epoch>] prefix (default: the log's mtime)",
+        help="clock start for logs without an [id=<epoch>] prefix (default: the log ends at its"
+        " modification time; README, Timestamps)",
     )
     conv.add_argument(
         "--strict", action="store_true", help="exit with status 3 when the log has defects"
@@ -139,31 +140,3 @@ def _command(args: list[str]) -> int:
     if sys.stdout is not None:
         parser.print_help()
     return 2
-
-
-def say(line: str) -> None:
-    """Write one line to stderr, if there is a stderr."""
-    err = sys.stderr
-    if err is None:
-        return
-    try:
-        err.write(line)
-        err.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def silence_stdout() -> None:
-    """After a failed write to stdout: point it at /dev/null, so that Python's
-    flush at exit does not print a second error."""
-    import os
-
-    out = sys.stdout
-    if out is None:
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, out.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from .clock import backlog_start_us, now_us
 from .errors import UserError, printable, reason
 from .pipeline import Pipeline, Summary
 
@@ -263,21 +264,21 @@ def _convert_one(
     start = settings.start_time
     if log == "-":
         assert stdin is not None  # run_convert checked
-        anchor = time.time() if start is None else start
-        return convert_stream(stdin, out, name="stdin", start_us=int(anchor * 1e6), ctrl=settings.ctrl)
+        start_us = now_us() if start is None else int(start * 1e6)
+        return convert_stream(stdin, out, name="stdin", start_us=start_us, ctrl=settings.ctrl)
     try:
         src = open(log, "rb")
     except OSError as exc:
         raise UserError(f"{log}: cannot read: {reason(exc)}") from None
     with src:
         st = os.fstat(src.fileno())
-        anchor = st.st_mtime if start is None else start
+        start_us = backlog_start_us(st.st_mtime, st.st_size) if start is None else int(start * 1e6)
         progress = stderr if st.st_size >= PROGRESS_MIN_BYTES and stderr.isatty() else None
         return convert_stream(
             src,
             out,
             name=os.path.basename(log),
-            start_us=int(anchor * 1e6),
+            start_us=start_us,
             ctrl=settings.ctrl,
             size=st.st_size,
             progress=progress,

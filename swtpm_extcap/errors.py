@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 PROG = "swtpm-extcap"
 
@@ -44,3 +45,29 @@ def reason(exc: OSError) -> str:
 def error_line(exc: UserError) -> str:
     """The one stderr line of a user error."""
     return f"{PROG}: {printable(str(exc))}\n"
+
+
+def say(line: str) -> None:
+    """Write one line to stderr, if there is a stderr."""
+    err = sys.stderr
+    if err is None:
+        return
+    try:
+        err.write(line)
+        err.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def silence_stdout() -> None:
+    """After a failed write to stdout: point it at /dev/null, so that Python's
+    flush at exit does not print a second error."""
+    out = sys.stdout
+    if out is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from conftest import (
     tpm_payloads,
 )
 from swtpm_extcap.cli import main
+from test_extcap import one_line, small_disk  # noqa: F401  (small_disk: a fixture, a real 64 KiB tmpfs)
 from swtpm_extcap.logparse import LogParser, Record
 
 
@@ -58,13 +58,6 @@ def _damaged(log: CorpusLog) -> tuple[bytes, dict[int, str]]:
     lines.insert(stray.last_line, lines[stray.line])  # a copy of a real hex line
     del lines[short.last_line - 1]
     return b"\n".join(lines) + b"\n", {short.line: "short", stray.last_line: "stray"}
-
-
-def one_line(stderr: bytes) -> str:
-    """The one line a failure writes to stderr (no traceback, nothing else)."""
-    lines = stderr.decode("utf-8").splitlines()  # strict: valid UTF-8 too
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 # ------------------------------------------------------------- outputs
@@ -477,20 +470,6 @@ def test_dev_full(tmp_path: Path) -> None:
     proc = run_cli(["convert", str(log), "-o", "/dev/full"])
     assert proc.returncode == 1
     assert one_line(proc.stderr) == "swtpm-extcap: cannot write /dev/full: No space left on device"
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB tmpfs (needs root and mount): a disk that fills up."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_full_disk_removes_the_partial_output(tmp_path: Path, small_disk: Path) -> None:
