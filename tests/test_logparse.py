@@ -560,7 +560,8 @@ def test_damage_reported_once(corpus_log: CorpusLog) -> None:
     assert len(defects) == len(set(defects))
     kinds = [d.kind for d in defects]
     assert kinds.count(DefectKind.SHORT) == 1
-    assert set(kinds) == {DefectKind.SHORT, DefectKind.JUNK}
+    # (TPM 1.2 trace lines inside the short record are junk too: past MAX_DEFECTS, counted)
+    assert set(kinds) - {DefectKind.OMITTED} == {DefectKind.SHORT, DefectKind.JUNK}
     assert (v.line + 1, DefectKind.JUNK) in [(d.line, d.kind) for d in defects]
 
 
