@@ -367,12 +367,20 @@ class LogParser:
                     m = header(text, pos)
                 if pos >= end:
                     break
-            nl = text.find("\n", pos)
-            if nl - pos > MAX_LINE:
-                events += self._long_line(text[pos : pos + MAX_LINE])
-            else:
-                events += self._lines([text[pos:nl]])
-            pos = nl + 1
+            # the line path: one line, then the fast path again; inside a
+            # damaged record or stray hex (no fast path there) a batch of lines
+            batch: list[str] = []
+            most = 1 if self._open is None and self._stray is None else 64
+            while pos < end and len(batch) < most:
+                nl = text.find("\n", pos)
+                if nl - pos > MAX_LINE:
+                    events += self._lines(batch)
+                    batch = []
+                    events += self._long_line(text[pos : pos + MAX_LINE])
+                else:
+                    batch.append(text[pos:nl])
+                pos = nl + 1
+            events += self._lines(batch)
         return events
 
     def _header_rx(self) -> HeaderMatch:
@@ -452,14 +460,15 @@ class LogParser:
                             events += self._end_stray()
                             rec = self._start(kind, declared, n, events)
                             continue
+            # (a hex line is never a header: look for the cheaper one first)
+            if self._maybe_stray(line, n, prefix, plen):
+                continue
             m = _HEADER.match(line)
             if m is not None:
                 events += self._end_stray()
                 rec = self._header(m, n, events)
                 prefix = self._prefix
                 plen = len(prefix)
-                continue
-            if self._maybe_stray(line, n, prefix, plen):
                 continue
             if self._stray is not None and line.strip():
                 events += self._end_stray()
