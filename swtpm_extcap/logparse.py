@@ -496,9 +496,8 @@ class LogParser:
         if prefix != self._prefix:
             self._prefix = prefix
             if self._run >= 0 or prefix:
-                self._new_run(
-                    n, events, f"log prefix {show(prefix, 80)}" if prefix else "log prefix removed"
-                )
+                shown = repr(prefix if len(prefix) <= 80 else prefix[:77] + "...")
+                self._new_run(n, events, f"log prefix {shown}" if prefix else "log prefix removed")
         kind = LABELS[m["label"]]
         if m["null"] is not None:
             return None
