@@ -119,7 +119,7 @@ class _Conversation:
     """One simulated TCP connection: client port -> server port."""
 
     __slots__ = (
-        "client", "server", "addr", "cseq", "sseq", "open", "last_line", "up", "down", "rest", "total", "what"
+        "client", "server", "addr", "cseq", "sseq", "open", "last_line", "up", "down", "rest", "total", "what", "pending"
     )
 
     def __init__(self, client: int, server: int, addr: bytes, isn: int) -> None:
@@ -136,6 +136,7 @@ class _Conversation:
         self.rest = [0, 0]  # bytes still to come
         self.total = [0, 0]  # its size
         self.what = ["", ""]  # what it is, for a comment
+        self.pending = False  # either rest is not 0
 
     def data(self, to_server: bool, payload: bytes) -> bytes:
         """A PSH|ACK segment carrying ``payload``; advances that side's sequence number."""
@@ -157,6 +158,17 @@ class _Conversation:
 _TPM_KINDS = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
 _TO_SERVER = tuple(kind for kind in Kind if kind.to_server)
 _LABEL_OF = {kind: kind.value for kind in Kind}
+
+
+class _SizeFields(dict[int, bytes]):
+    """A TPM header's size field for a payload size, made on first use."""
+
+    def __missing__(self, size: int) -> bytes:
+        field = self[size] = size.to_bytes(4, "big")
+        return field
+
+
+_SIZE_FIELDS = _SizeFields()
 
 
 def _length(declared: int | None) -> str:
@@ -219,6 +231,7 @@ def message_note(conv: _Conversation, command: bool, data: bytes) -> str:
     else:
         if pos < size:
             parts.append(f"{size - pos} more bytes")
+    conv.pending = bool(conv.rest[0] or conv.rest[1])
     if whole == 1 and len(parts) == 1:
         return ""  # one whole message (reached when its size field was not checked first)
     if whole > 1:
@@ -267,6 +280,7 @@ class Framer:
         to_server = _TO_SERVER
         labels = _LABEL_OF
         stray = Kind.STRAY
+        sizes = _SIZE_FIELDS
         for event in events:
             if type(event) is not Record:
                 if type(event) is RunStart:
@@ -298,9 +312,7 @@ class Framer:
                 out += self._handshake(conv, now_us, line)
             conv.last_line = last_line or line
             up = kind in to_server
-            if tpm and (
-                conv.rest[0] or conv.rest[1] or data[2:6] != len(data).to_bytes(4, "big")
-            ):
+            if tpm and (conv.pending or data[2:6] != sizes[len(data)]):
                 note = message_note(conv, up, data)
             else:
                 note = ""

@@ -36,25 +36,30 @@ def prefixed_header(prefix: str, labels: Iterable[str]) -> HeaderMatch:
     ).match
 
 
-def hex_block(text: str, start: int, declared: int, prefix: str) -> bytes | None:
+def hex_block(text: str, start: int, declared: int, nl_prefix: str) -> bytes | None:
     """The ``declared`` bytes of the hex block at ``text[start:]``, or None unless
     it is exactly swtpm's layout (what the line-by-line parser takes as an intact
     record, line by line, with nothing else in between).
 
-    swtpm writes ``PREFIX`` + ``" XX"`` per byte + ``" "`` + newline per line,
-    16 bytes a line; ``block_size`` characters in all, ``nlines`` newlines.
+    ``text[start - 1]`` is the newline that ends the record's header;
+    ``nl_prefix`` is a newline and the log prefix. swtpm writes ``PREFIX`` +
+    ``" XX"`` per byte + ``" "`` + newline per line, 16 bytes a line:
+    ``nlines`` lines, ``2 * nlines + 3 * declared`` characters without the
+    prefixes.
 
-    Why the checks below suffice. ``B`` is the block as logged, ``S`` the block
-    without the prefix at its start and after each of its newlines.
+    Why the checks below suffice. ``B`` is the block as logged, from the
+    header's newline on; ``S`` is ``B`` with ``nl_prefix`` replaced by a newline
+    wherever it occurs.
 
-    * ``B`` has its full length, starts with ``PREFIX`` and ends with a newline;
-      ``S`` has ``2 * nlines + 3 * declared`` characters. So exactly ``nlines - 1``
-      newlines of ``B`` were followed by ``PREFIX`` and replaced (each replacement
-      consumes its own newline). With the checks on ``S`` below, ``B`` has
-      exactly ``nlines`` newlines, the last at its end: every line of ``B``
-      starts with ``PREFIX`` and ends at a newline, and its rest is a line of ``S``.
-      (A prefix lost on one line leaves ``B`` ending inside the next line's
-      prefix: not a newline, refused.)
+    * ``B`` ends with a newline, and ``S`` has exactly the length of the block
+      without its ``nlines`` prefixes (and the header's newline): so exactly
+      ``nlines`` of ``B``'s newlines were followed by the prefix (each
+      replacement consumes its own newline). The checks on ``S`` below leave it
+      exactly ``nlines + 1`` newlines, hence ``B`` too; the last ends ``B``, so
+      the other ``nlines`` (the header's and every line's but the last) were
+      all followed by the prefix: every line of the block starts with
+      ``PREFIX`` and its rest is a line of ``S``. (A prefix lost on one line
+      leaves ``B`` ending inside the next line's prefix: refused.)
     * ``bytes.fromhex(S)`` gave ``N = declared`` bytes: 2N hex digits in pairs
       that no whitespace splits, and no character but digits and whitespace.
       The newline grid fixes every line's length (50, the last ``3r + 2``). A
@@ -72,13 +77,13 @@ def hex_block(text: str, start: int, declared: int, prefix: str) -> bytes | None
         return b""
     nlines = (declared + 15) >> 4
     size = 2 * nlines + 3 * declared
-    plen = len(prefix)
-    block = text[start : start + size + plen * nlines]
-    if plen:
-        if len(block) != size + plen * nlines or block[-1:] != "\n" or not block.startswith(prefix):
-            return None
-        block = block[plen:].replace("\n" + prefix, "\n")
-    if len(block) != size:
+    stop = start + size + (len(nl_prefix) - 1) * nlines
+    if text[stop - 1 : stop] != "\n":
+        return None
+    block = text[start - 1 : stop]
+    if len(nl_prefix) > 1:
+        block = block.replace(nl_prefix, "\n")
+    if len(block) != size + 1:
         return None
     try:
         data = bytes.fromhex(block)
@@ -86,8 +91,7 @@ def hex_block(text: str, start: int, declared: int, prefix: str) -> bytes | None
         return None
     if (
         len(data) != declared
-        or block[49:-1:50] != "\n" * (nlines - 1)
-        or block[-1] != "\n"
+        or block[50:-1:50] != "\n" * (nlines - 1)
         or block.count(" ") != nlines + declared
         or "  " in block
     ):

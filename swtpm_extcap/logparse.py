@@ -339,8 +339,8 @@ class LogParser:
                 and self._run >= 0
                 and len(self._prefix) <= MAX_FAST_PREFIX
             ):
-                prefix = self._prefix
-                step = 2 + len(prefix)
+                nl_prefix = "\n" + self._prefix
+                step = 1 + len(nl_prefix)
                 header = self._header_rx()
                 run = self._run
                 m = header(text, pos)
@@ -350,7 +350,7 @@ class LogParser:
                     if declared > MAX_RECORD:
                         break
                     start = m.end()
-                    data = block_of(text, start, declared, prefix)
+                    data = block_of(text, start, declared, nl_prefix)
                     if data is None:
                         break
                     nlines = (declared + 15) >> 4
