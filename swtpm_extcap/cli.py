@@ -58,6 +58,9 @@ def build_parser(*, with_install: bool = True) -> argparse.ArgumentParser:
         from .install import add_install_parser
 
         add_install_parser(sub)
+        from .pcrs import add_pcrs_parser
+
+        add_pcrs_parser(sub)
     return parser
 
 
@@ -90,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .install import install_main
 
             return install_main(ns)
+        if ns.command == "pcrs":
+            from .pcrs import pcrs_main, settings_from
+
+            return pcrs_main(settings_from(ns))
         parser.print_help()
         return 2
     except UserError as exc:
