@@ -192,7 +192,20 @@ class Startup:
     kind: str
 
 
-Outcome = Step | Check | Startup
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One PCR_Read response: how many values it returned, how many the replay
+    had the same. Each value that did not match (or was unknown) is also a
+    :class:`Check` (every value is, with ``Replayer(detail=True)``)."""
+
+    run: int
+    line: int
+    answer: int
+    values: int
+    matched: int
+
+
+Outcome = Step | Check | Startup | Read
 
 
 # -------------------------------------------------------------------- state
@@ -312,6 +325,9 @@ def parse_digest_values(data: bytes, pos: int) -> list[tuple[int, bytes]]:
     return out
 
 
+_BITS = [tuple(b for b in range(8) if n >> b & 1) for n in range(256)]
+
+
 def parse_pcr_selection(data: bytes, pos: int) -> tuple[list[tuple[int, list[int]]], int]:
     """A TPML_PCR_SELECTION at ``pos``: ([(TPM_ALG_ID, [PCR, ...])], end offset)."""
     try:
@@ -324,7 +340,7 @@ def parse_pcr_selection(data: bytes, pos: int) -> tuple[list[tuple[int, list[int
             if len(bits) != size:
                 raise Malformed("PCR selection cut off")
             pos += 3 + size
-            out.append((alg, [i for i in range(8 * size) if bits[i >> 3] >> (i & 7) & 1]))
+            out.append((alg, [8 * j + b for j, byte in enumerate(bits) for b in _BITS[byte]]))
     except struct.error:
         raise Malformed("PCR selection cut off") from None
     return out, pos
@@ -351,7 +367,7 @@ def parse_pcr_read(response: bytes) -> list[tuple[int, int, bytes]]:
         len(v) != ALGORITHMS.get(alg, (None, len(v)))[1] for (_, alg), v in zip(pairs, values)
     ):
         raise Malformed("PCR_Read: the digests do not fit the selection")
-    return [(pcr, alg, value) for (pcr, alg), value in zip(pairs, values)]
+    return [(pcr, alg, value) for (pcr, alg), value in zip(pairs, values) if pcr < PCR_COUNT]
 
 
 # ----------------------------------------------------------------- replayer
@@ -394,7 +410,9 @@ class _Pending:
 class Replayer:
     """Replays the PCR banks of every run from parser events (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, detail: bool = False) -> None:
+        self.detail = detail
+        self._parsed: dict[bytes, list[tuple[int, int, bytes]]] = {}
         self.state: RunState | None = None
         self._cmd: _Pending | None = None
         self._ctl: _Pending | None = None
@@ -411,27 +429,30 @@ class Replayer:
         """Replay ``events`` (in log order); returns what changed and what was checked."""
         out: list[Outcome] = []
         watched = _WATCHED
+        tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
+        run = self.state.run if self.state is not None else -1
         for ev in events:
             if type(ev) is Record:
                 kind = ev[0]
-                state = self.state
-                if state is None or ev[3] != state.run:
-                    self._new_run(ev[3], ev[2], out)
-                if kind is Kind.TPM_COMMAND:
+                if ev[3] != run:
+                    run = ev[3]
+                    self._new_run(run, ev[2], out)
+                if kind is tpm_command:
                     data = ev[1]
                     cmd = self._cmd
-                    if cmd is not None and cmd.intact and len(cmd.data) < _declared_size(cmd.data):
-                        cmd.data += data  # the rest of a command swtpm read in pieces
-                        cmd.intact = _intact(ev)
-                        continue
                     if cmd is not None:
+                        if cmd.intact and len(cmd.data) < _declared_size(cmd.data):
+                            cmd.data += data  # the rest of a command swtpm read in pieces
+                            cmd.intact = _intact(ev)
+                            continue
                         self._unanswered(cmd, out)
-                    intact = _intact(ev)
-                    if data[6:10] in watched or not intact:
-                        self._cmd = _Pending(data, ev[2], intact)
+                    if data[6:10] in watched:
+                        self._cmd = _Pending(data, ev[2], _intact(ev))
+                    elif ev[5] and not _intact(ev):
+                        self._cmd = _Pending(data, ev[2], False)
                     else:
                         self._cmd = None
-                elif kind is Kind.TPM_RESPONSE:
+                elif kind is tpm_response:
                     cmd = self._cmd
                     if cmd is not None:
                         self._cmd = None
@@ -448,7 +469,8 @@ class Replayer:
                         self._ctl = None
                         self._ctrl(ctl, ev, out)
             elif type(ev) is RunStart:
-                self._new_run(ev.run, ev.line, out)
+                run = ev.run
+                self._new_run(run, ev.line, out)
         return out
 
     # -- runs -----------------------------------------------------------------
@@ -617,20 +639,32 @@ class Replayer:
     def _read(self, response: bytes, line: int, answer: int, out: list[Outcome]) -> None:
         state = self.state
         assert state is not None
-        for pcr, alg, value in parse_pcr_read(response):
-            if pcr >= PCR_COUNT:
-                continue
-            slots = state.bank(alg)
-            state.seen.add(alg)
+        # the same selection and values come back again and again: parse each once
+        key = response[_response_params(response) + 4 :]
+        values = self._parsed.get(key)
+        if values is None:
+            if len(self._parsed) > 256:
+                self._parsed.clear()
+            values = self._parsed[key] = parse_pcr_read(response)
+        banks = state.banks
+        seen = state.seen
+        matched = 0
+        for pcr, alg, value in values:
+            slots = banks.get(alg) or state.bank(alg)
+            if alg not in seen:
+                seen.add(alg)
             slot = slots[pcr]
-            if slot.value is None:
+            if slot.value == value:
+                matched += 1
+                if self.detail:
+                    out.append(Check(state.run, line, answer, pcr, alg, value, value, slot.line, "match"))
+            elif slot.value is None:
                 out.append(Check(state.run, line, answer, pcr, alg, value, None, 0, "learned", slot.why))
                 slots[pcr] = Slot(value, answer, "")
-            else:
-                status = "match" if slot.value == value else "mismatch"
-                out.append(Check(state.run, line, answer, pcr, alg, value, slot.value, slot.line, status))
-                if status == "mismatch":  # go on from what the TPM says: one finding, not a cascade
-                    slots[pcr] = Slot(value, answer, "")
+            else:  # go on from what the TPM says: one finding, not a cascade
+                out.append(Check(state.run, line, answer, pcr, alg, value, slot.value, slot.line, "mismatch"))
+                slots[pcr] = Slot(value, answer, "")
+        out.append(Read(state.run, line, answer, len(values), matched))
 
     def _capability(self, command: bytes, response: bytes) -> None:
         _, _, pos = _command_params(command, 0)

@@ -41,19 +41,36 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .frames import Frame, Framer
-from .logparse import Event, Kind, LogParser, Record
-from .pcr import Check, Outcome, Replayer, Startup, Step
+from .logparse import Event, LogParser, Record
+from .pcr import Check, Outcome, Read, Replayer, Startup, Step
 
 
 def note_lines(outcomes: Iterable[Outcome]) -> dict[int, list[str]]:
     """The comment lines of ``outcomes``, by the log line of the frame they belong on."""
     notes: dict[int, list[str]] = {}
-    reads: dict[int, list[Check]] = {}
     for o in outcomes:
-        if type(o) is Check:
-            reads.setdefault(o.answer, []).append(o)
+        t = type(o)
+        if t is Read:
+            assert type(o) is Read
+            if o.matched == o.values:
+                text = f"pcr: read matches replay ({o.values} value{'s' * (o.values != 1)})"
+                notes.setdefault(o.answer, []).append(text)
             continue
-        if type(o) is Step:
+        if t is Check:
+            assert type(o) is Check
+            if o.status == "match":
+                continue
+            where = o.answer
+            if o.status == "mismatch":
+                assert o.replay is not None
+                text = f"pcr: read MISMATCH PCR {o.pcr} {o.bank} (replay {o.replay.hex()}, line {o.since})"
+            else:
+                text = (
+                    f"pcr: read PCR {o.pcr} {o.bank} not known to the replay ({o.why});"
+                    " now taken from this read"
+                )
+        elif t is Step:
+            assert type(o) is Step
             where = o.answer or o.line
             if o.what == "extend":
                 value = o.value.hex() if o.value is not None else f"unknown ({o.why})"
@@ -71,22 +88,6 @@ def note_lines(outcomes: Iterable[Outcome]) -> dict[int, list[str]]:
                 else "pcr: startup state (PCRs 0-15 restored from saved state: unknown)"
             )
         notes.setdefault(where, []).append(text)
-    for where, checks in reads.items():
-        lines = notes.setdefault(where, [])
-        if all(c.status == "match" for c in checks):
-            lines.append(f"pcr: read matches replay ({len(checks)} value{'s' * (len(checks) != 1)})")
-            continue
-        for c in checks:
-            if c.status == "mismatch":
-                assert c.replay is not None
-                lines.append(
-                    f"pcr: read MISMATCH PCR {c.pcr} {c.bank} (replay {c.replay.hex()}, line {c.since})"
-                )
-            elif c.status == "learned":
-                lines.append(
-                    f"pcr: read PCR {c.pcr} {c.bank} not known to the replay ({c.why});"
-                    " now taken from this read"
-                )
     return notes
 
 
@@ -137,14 +138,12 @@ def _annotate(frames: list[Frame], events: list[Event], notes: dict[int, list[st
     """Append ``notes`` to the comments of the frames of their records, in place."""
     at = 0
     for ev in events:
-        if not notes:
-            return
-        if type(ev) is not Record:
+        if type(ev) is not Record or ev[2] not in notes:
             continue
-        lines = notes.pop(ev.line, None)
-        if lines is None or not ev.data or not (ctrl or ev.kind in (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)):
+        lines = notes.pop(ev[2])
+        if not ev[1] or not (ctrl or ev[0].is_tpm):
             continue
-        head = f"swtpm log line {ev.line}: "
+        head = f"swtpm log line {ev[2]}: "
         while at < len(frames) and not frames[at][2].startswith(head):
             at += 1
         if at == len(frames):  # not framed in this call (cannot happen; never fail for a note)
@@ -152,3 +151,5 @@ def _annotate(frames: list[Frame], events: list[Event], notes: dict[int, list[st
         ts, pkt, comment = frames[at]
         frames[at] = (ts, pkt, "\n".join([comment, *lines]))
         at += 1
+        if not notes:
+            return

@@ -29,7 +29,7 @@ from typing import BinaryIO, TextIO
 
 from .errors import UsageError, UserError
 from .logparse import Event, LogParser, RunStart
-from .pcr import PCR_COUNT, Check, Outcome, Replayer, RunState, Startup, Step, bank_name
+from .pcr import PCR_COUNT, Check, Outcome, Read, Replayer, RunState, Startup, Step, bank_name
 
 CHUNK = 1 << 20
 
@@ -135,7 +135,7 @@ class _Counts:
     match: int = 0
     mismatch: int = 0
     learned: int = 0
-    reads: set[int] = field(default_factory=set)
+    responses: int = 0
     header: bool = False
 
 
@@ -166,18 +166,18 @@ def _text_outcome(o: Outcome, out: TextIO, counts: _Counts, info: RunInfo) -> No
             out.write(f"  line {o.line} PCR {o.pcr} {o.bank} unknown from here: {o.why}\n")
     elif type(o) is Startup:
         out.write(f"  line {o.line} Startup({o.kind.upper()})\n")
+    elif type(o) is Read:
+        counts.responses += 1
+        counts.values += o.values
+        counts.match += o.matched
     elif type(o) is Check:
-        counts.values += 1
-        counts.reads.add(o.answer)
-        if o.status == "match":
-            counts.match += 1
-        elif o.status == "mismatch":
+        if o.status == "mismatch":
             counts.mismatch += 1
             out.write(
                 f"  MISMATCH: PCR_Read at line {o.line} (response line {o.answer}) PCR {o.pcr} {o.bank}"
                 f" = {o.read.hex()}, replay {_hex(o.replay)} (last change line {o.since})\n"
             )
-        else:
+        elif o.status == "learned":
             counts.learned += 1
             out.write(
                 f"  line {o.line} PCR_Read PCR {o.pcr} {o.bank} = {o.read.hex()}"
@@ -188,7 +188,7 @@ def _text_outcome(o: Outcome, out: TextIO, counts: _Counts, info: RunInfo) -> No
 def _text_run_end(info: RunInfo, state: RunState, replayer: Replayer, counts: _Counts, out: TextIO) -> None:
     if not counts.header:
         out.write(f"{info.name}: {info.reason}\n")
-    reads = len(counts.reads)
+    reads = counts.responses
     out.write(
         f"  PCR_Read: {reads} response{'s' * (reads != 1)}, {counts.values} values:"
         f" {counts.match} match, {counts.mismatch} mismatch, {counts.learned} not known before\n"
@@ -227,7 +227,7 @@ def write_json(chunks: Iterator[bytes], out: TextIO, log: str) -> None:
             continue
         tail = {
             "reads": {
-                "responses": len(counts.reads),
+                "responses": counts.responses,
                 "values": counts.values,
                 "match": counts.match,
                 "mismatch": counts.mismatch,
@@ -262,11 +262,13 @@ def _json_outcome(o: Outcome, counts: _Counts) -> dict[str, object] | None:
         return item
     if type(o) is Startup:
         return {"type": "startup", "kind": o.kind, "line": o.line, "answer": o.answer}
+    if type(o) is Read:
+        counts.responses += 1
+        counts.values += o.values
+        counts.match += o.matched
+        return None
     assert type(o) is Check
-    counts.values += 1
-    counts.reads.add(o.answer)
     if o.status == "match":
-        counts.match += 1
         return None
     if o.status == "mismatch":
         counts.mismatch += 1

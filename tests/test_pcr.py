@@ -36,7 +36,7 @@ NOTE = re.compile(
 
 
 def _replay(data: bytes) -> list[Any]:
-    return Replayer().feed(parse_bytes(data))
+    return Replayer(detail=True).feed(parse_bytes(data))
 
 
 def _successful(log: CorpusLog, code: int) -> int:

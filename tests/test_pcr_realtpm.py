@@ -62,7 +62,7 @@ def _pcrread(sw: realtpm.Swtpm, cwd: Path, spec: str = READ) -> dict[tuple[int, 
 def _checks(log: Path) -> dict[int, list[Check]]:
     """Every PCR_Read check of the replay, by run (0-based)."""
     by_run: dict[int, list[Check]] = {}
-    for o in Replayer().feed(parse_bytes(log.read_bytes())):
+    for o in Replayer(detail=True).feed(parse_bytes(log.read_bytes())):
         if type(o) is Check:
             by_run.setdefault(o.run, []).append(o)
     return by_run
