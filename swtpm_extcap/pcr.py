@@ -576,13 +576,17 @@ class Replayer:
         state = self.state
         assert state is not None
         fill = _Fill(byte, last, line, "")
+        pcrs = list(pcrs)
         for pcr in pcrs:
             state.fills[pcr] = fill
-            for alg, slots in state.banks.items():
-                size = ALGORITHMS[alg][1] if alg in ALGORITHMS else 0
-                value = fill.value(size) if size else None
-                slots[pcr] = Slot(value, line, "" if size else f"unknown algorithm 0x{alg:04x}")
-                if emit and self.shown(alg):
+        for alg, slots in state.banks.items():
+            size = ALGORITHMS[alg][1] if alg in ALGORITHMS else 0
+            value = fill.value(size) if size else None
+            why = "" if size else f"unknown algorithm 0x{alg:04x}"
+            shown = emit and self.shown(alg)
+            for pcr in pcrs:
+                slots[pcr] = Slot(value, line, why)
+                if shown:
                     out.append(Step(state.run, line, answer, what, pcr, alg, value))
 
     def _unknown(
