@@ -43,7 +43,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .logparse import Event, Kind, Record, RunStart
 
@@ -127,8 +127,7 @@ class Malformed(ValueError):
 # ------------------------------------------------------------------ results
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """One change of one PCR in one bank.
 
     ``what``: ``extend`` (PCR_Extend, PCR_Event, EventSequenceComplete, DRTM
@@ -157,8 +156,7 @@ class Step:
         return bank_name(self.alg)
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+class Check(NamedTuple):
     """One PCR value returned by a PCR_Read, against the replay.
 
     ``status``: ``match``, ``mismatch``, or ``learned`` (the replay did not
@@ -182,8 +180,7 @@ class Check:
         return bank_name(self.alg)
 
 
-@dataclass(frozen=True, slots=True)
-class Startup:
+class Startup(NamedTuple):
     """A TPM2_Startup that succeeded (``kind``: ``clear`` or ``state``)."""
 
     run: int
@@ -192,8 +189,7 @@ class Startup:
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
+class Read(NamedTuple):
     """One PCR_Read response: how many values it returned, how many the replay
     had the same. Each value that did not match (or was unknown) is also a
     :class:`Check` (every value is, with ``Replayer(detail=True)``)."""
@@ -381,9 +377,10 @@ _WATCHED = frozenset(
         CC_PCR_RESET,
         CC_EVENT_SEQUENCE_COMPLETE,
         CC_PCR_READ,
-        CC_GET_CAPABILITY,
     )
 )
+#: GetCapability(TPM_CAP_PCRS) (without sessions): the PCR allocation
+_GET_PCR_ALLOCATION = _U32.pack(CC_GET_CAPABILITY) + _U32.pack(TPM_CAP_PCRS)
 #: commands whose PCR handle (first handle) the command changes
 _CHANGERS = frozenset({CC_PCR_EXTEND, CC_PCR_EVENT, CC_PCR_RESET, CC_EVENT_SEQUENCE_COMPLETE})
 _NAMES = {
@@ -413,6 +410,8 @@ class Replayer:
     def __init__(self, *, detail: bool = False) -> None:
         self.detail = detail
         self._parsed: dict[bytes, list[tuple[int, int, bytes]]] = {}
+        #: PCR_Read answers (selection and values) that matched, valid until a PCR changes
+        self._verified: dict[bytes, int] = {}
         self.state: RunState | None = None
         self._cmd: _Pending | None = None
         self._ctl: _Pending | None = None
@@ -446,7 +445,7 @@ class Replayer:
                             cmd.intact = _intact(ev)
                             continue
                         self._unanswered(cmd, out)
-                    if data[6:10] in watched:
+                    if data[6:10] in watched or data[6:14] == _GET_PCR_ALLOCATION:
                         self._cmd = _Pending(data, ev[2], _intact(ev))
                     elif ev[5] and not _intact(ev):
                         self._cmd = _Pending(data, ev[2], False)
@@ -477,6 +476,7 @@ class Replayer:
 
     def _new_run(self, run: int, line: int, out: list[Outcome]) -> None:
         why = f"run {run + 1} has no TPM2_Startup in the log before this"
+        self._verified.clear()
         state = RunState(run, fills=_unknown_fills(line, why))
         for alg in STANDARD_BANKS:
             state.bank(alg)
@@ -575,6 +575,7 @@ class Replayer:
     ) -> None:
         state = self.state
         assert state is not None
+        self._verified.clear()
         fill = _Fill(byte, last, line, "")
         pcrs = list(pcrs)
         for pcr in pcrs:
@@ -601,6 +602,7 @@ class Replayer:
     ) -> None:
         state = self.state
         assert state is not None
+        self._verified.clear()
         fill = _Fill(None, None, line, why)
         for pcr in pcrs:
             state.fills[pcr] = fill
@@ -622,6 +624,7 @@ class Replayer:
             return
         state = self.state
         assert state is not None
+        self._verified.clear()
         state.extends += 1
         number = state.extends
         allocation = self.allocation
@@ -645,6 +648,10 @@ class Replayer:
         assert state is not None
         # the same selection and values come back again and again: parse each once
         key = response[_response_params(response) + 4 :]
+        known = self._verified.get(key)
+        if known is not None and not self.detail:  # the same answer as before, nothing changed since
+            out.append(Read(state.run, line, answer, known, known))
+            return
         values = self._parsed.get(key)
         if values is None:
             if len(self._parsed) > 256:
@@ -669,6 +676,12 @@ class Replayer:
                 out.append(Check(state.run, line, answer, pcr, alg, value, slot.value, slot.line, "mismatch"))
                 slots[pcr] = Slot(value, answer, "")
         out.append(Read(state.run, line, answer, len(values), matched))
+        if matched == len(values):
+            if len(self._verified) > 256:
+                self._verified.clear()
+            self._verified[key] = matched
+        else:
+            self._verified.clear()  # learned or corrected values: older answers are stale
 
     def _capability(self, command: bytes, response: bytes) -> None:
         _, _, pos = _command_params(command, 0)
