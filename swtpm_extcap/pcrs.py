@@ -195,7 +195,7 @@ def _text_run_end(info: RunInfo, state: RunState, replayer: Replayer, counts: _C
     )
     final = _final(state, replayer)
     if not final:
-        out.write("  no PCR bank used in this run\n")
+        out.write("  nothing to replay: no TPM 2.0 Startup, PCR change or PCR_Read in this run\n")
     for alg, slots in final.items():
         out.write(f"  final {bank_name(alg)}:\n")
         for pcr, (value, _line, why) in enumerate(slots):

@@ -201,3 +201,15 @@ def test_diff_names_the_one_extend_where_two_boots_part(tpm_dir: Path) -> None:
 
     same = run_cli(["pcrs", str(log), "--diff", "1", "1"])
     assert "no PCR differs" in same.stdout.decode()
+
+
+def test_hcrtm_sequence_before_startup_extends_pcr0_and_startup_keeps_it(tpm_dir: Path) -> None:
+    with _start(tpm_dir, 1700000201) as sw:
+        _drtm(sw, "an H-CRTM measurement")  # the TPM is not started yet: PCR 0, from 0...04
+        _tpm2(sw, "tpm2_startup", "-c", cwd=tpm_dir)
+        truth = _pcrread(sw, tpm_dir, "sha1:0,17+sha256:0,17")
+    last = _last_checks(_checks(sw.log_path)[0])
+    assert set(last) == set(truth)
+    for key, value in truth.items():
+        assert last[key].status == "match" and last[key].replay == value, key
+    assert truth[(0, "sha256")] != b"\0" * 32 and truth[(17, "sha256")] == b"\xff" * 32
