@@ -388,6 +388,8 @@ def write_diff(chunks: Iterator[bytes], out: TextIO, refs: tuple[str, str], log:
     for d in found:
         out.write(f"PCR {d.pcr} differs ({', '.join(d.banks)}): {d.summary}\n")
         out.write(f"  A: {d.a or 'nothing more'}\n  B: {d.b or 'nothing more'}\n")
+        for bank, (va, vb) in d.final.items():
+            out.write(f"  final {bank}: A {va or 'unknown'}, B {vb or 'unknown'}\n")
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,8 @@ class PcrDiff:
     b: str | None = None
     a_line: int | None = None
     b_line: int | None = None
+    #: the final values of the differing banks: {bank: [A, B]} (None: unknown)
+    final: dict[str, list[str | None]] = dataclasses.field(default_factory=dict)
 
 
 def _diff_pcr(pcr: int, a: RunHistory, b: RunHistory) -> PcrDiff | None:
@@ -408,24 +412,32 @@ def _diff_pcr(pcr: int, a: RunHistory, b: RunHistory) -> PcrDiff | None:
     ca, cb = a.changes[pcr], b.changes[pcr]
     banks = sorted(set(a.final) | set(b.final))
     differing = [bank for bank in banks if a.value(bank, pcr) != b.value(bank, pcr)]
+    final = {bank: [a.value(bank, pcr), b.value(bank, pcr)] for bank in differing}
     for k in range(max(len(ca), len(cb))):
         xa = ca[k] if k < len(ca) else None
         xb = cb[k] if k < len(cb) else None
         if xa is None or xb is None or xa.key != xb.key:
             same = sum(1 for c in ca[:k] if c.what == "extend")
+            if (xa is None or xa.what == "extend") and (xb is None or xb.what == "extend"):
+                where = f"at its extend {same + 1} (the {same} before it are equal)"
+            else:
+                where = f"at its change {k + 1}, after {same} equal extend{'s' * (same != 1)}"
             return PcrDiff(
                 pcr,
                 differing or banks,
-                f"the boots part at change {k + 1} of this PCR"
-                f" (after {same} equal extend{'s' * (same != 1)})",
+                f"the boots part {where}",
                 xa.describe() if xa else None,
                 xb.describe() if xb else None,
                 xa.line if xa else None,
                 xb.line if xb else None,
+                final,
             )
     if differing:
         return PcrDiff(
-            pcr, differing, "same changes in the log, different values (a value the replay could not know)"
+            pcr,
+            differing,
+            "same changes in the log, different values (a value the replay could not know)",
+            final=final,
         )
     return None
 

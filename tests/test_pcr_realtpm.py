@@ -190,7 +190,7 @@ def test_diff_names_the_one_extend_where_two_boots_part(tpm_dir: Path) -> None:
     assert differs == ["7"], text
     assert f"extend #4 at line {line_a} (PCR_Extend): sha256 {'b7' * 32}" in text
     assert f"extend #4 at line {line_b} (PCR_Extend): sha256 {'c7' * 32}" in text
-    assert "after 1 equal extend)" in text  # PCR 7's first extend is the same in both
+    assert "the boots part at its extend 2 (the 1 before it are equal)" in text
 
     import json
 
