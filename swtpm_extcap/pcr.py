@@ -101,11 +101,9 @@ _HEADER = struct.Struct(">HII")
 
 
 def _hasher(name: str) -> Callable[[bytes], bytes] | None:
-    try:
-        hashlib.new(_HASHLIB_NAME.get(name, name))
-    except ValueError:
-        return None
     lib = _HASHLIB_NAME.get(name, name)
+    if lib not in hashlib.algorithms_available:
+        return None
     return lambda data: hashlib.new(lib, data).digest()
 
 
