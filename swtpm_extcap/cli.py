@@ -85,6 +85,9 @@ def build_parser(*, with_install: bool = True) -> argparse.ArgumentParser:
         from .install import add_install_parser
 
         add_install_parser(sub)  # type: ignore[arg-type]  # a subclass of ArgumentParser
+        from .pcrs import add_pcrs_parser
+
+        add_pcrs_parser(sub)  # type: ignore[arg-type]
     return parser
 
 
@@ -137,6 +140,10 @@ def _command(args: list[str]) -> int:
         from .install import install_main
 
         return install_main(ns)
+    if ns.command == "pcrs":
+        from .pcrs import pcrs_main, settings_from
+
+        return pcrs_main(settings_from(ns))
     if sys.stdout is not None:
         parser.print_help()
     return 2

@@ -91,8 +91,12 @@ class Pipeline:
         live: bool = False,
         comment: str = "",
     ) -> None:
-        self.parser = LogParser()
-        self.framer = Framer(start_us=start_us, ctrl=ctrl)
+        # the PCR replay (pcrnotes.py) sees every parser event, also those a capture
+        # filter drops, and adds its `pcr: ...` lines to the frame comments
+        from .pcrnotes import AnnotatingFramer, ReplayingParser
+
+        self.parser = parser = ReplayingParser()
+        self.framer = AnnotatingFramer(parser, start_us=start_us, ctrl=ctrl)
         self.writer = PcapngWriter(
             out,
             name=name,
