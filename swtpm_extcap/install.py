@@ -99,6 +99,7 @@ class Targets:
     launcher: Path
     plugin: Path | None
     profile: Path | None
+    version: tuple[int, int] = (0, 0)
 
 
 def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
@@ -153,6 +154,11 @@ def install_main(ns: argparse.Namespace) -> int:
         print(f"wrote the profile {targets.profile}")
     if targets.plugin is None:
         print("Wireshark not found: the Lua plugin and the SWTPM profile were not installed")
+    elif not ns.system and _is_root() and targets.version >= (4, 2):
+        print(
+            "note: Wireshark 4.2 and later load no personal Lua plugin when run as root;"
+            " for captures as root, install with --system"
+        )
     print(
         "try it:\n  tshark -D | grep swtpm\n  tshark -i swtpm-demo -c 10\n"
         "(Wireshark reads its folders when it starts: restart it to see the interfaces;"
@@ -200,7 +206,7 @@ def _targets(
     extcap = folder or extcap_dir(ws, system=system, environ=environ, windows=windows)
     plugins = plugin_dir(ws, system=system, environ=environ, windows=windows)
     profiles = profiles_dir(ws, system=system, environ=environ, windows=windows)
-    return Targets(launcher=extcap / name, plugin=plugins / PLUGIN, profile=profiles / PROFILE)
+    return Targets(extcap / name, plugins / PLUGIN, profiles / PROFILE, ws.version)
 
 
 def find_wireshark() -> Wireshark:
@@ -296,6 +302,10 @@ def profiles_dir(
     if windows and not ws.folders.get("Personal configuration"):
         return _appdata(environ) / "Wireshark" / "profiles"
     return _personal_config(ws, environ) / "profiles"
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _home(environ: Mapping[str, str]) -> Path:

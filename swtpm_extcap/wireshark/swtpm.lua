@@ -258,7 +258,7 @@ local f = {
     pcr_extend = ProtoField.uint32("swtpm.pcr.extend", "PCR extend #"),
     pcr_index = ProtoField.uint32("swtpm.pcr.index", "PCR"),
     pcr_bank = ProtoField.string("swtpm.pcr.bank", "PCR bank"),
-    pcr_value = ProtoField.bytes("swtpm.pcr.value", "PCR value"),
+    pcr_value = ProtoField.string("swtpm.pcr.value", "PCR value (hex)"),
 }
 p_swtpm.fields = f
 
@@ -328,10 +328,10 @@ p_tpm12.experts = { e_tpm12_short }
 
 -- --------------------------------------------------------- fields read from others
 
-local fx_stream = Field.new("tcp.stream")
+-- (display only: in a first pass without a tree, e.g. `tshark -2` without a filter,
+-- field extractors give nothing, so the request/response bookkeeping uses pinfo alone)
 local fx_eth_src = Field.new("eth.src")
 local fx_eth_dst = Field.new("eth.dst")
-local fx_time = Field.new("frame.time_epoch")  -- an NSTime: exact, unlike pinfo.abs_ts
 local ok_comment, fx_comment = pcall(Field.new, "frame.comment")
 if not ok_comment then fx_comment = nil end
 
@@ -352,12 +352,21 @@ local function reset_state()
 end
 p_swtpm.init = reset_state
 
+-- the TCP connection: address and client port (a new connection on the same port, e.g.
+-- in the next pcapng section, starts with its own request, which replaces the last one)
 local function stream_key(channel, pinfo)
-    local stream = fx_stream()
-    if stream then return channel .. ":" .. tostring(stream.value) end
     local client = pinfo.src_port
     if client == TPM_PORT or client == CTRL_PORT then client = pinfo.dst_port end
     return channel .. ":" .. tostring(pinfo.src) .. ":" .. client
+end
+
+-- seconds since the first frame: small numbers, so differences are exact to the ns
+-- (pinfo.abs_ts, about 1.8e9, would round them to a quarter microsecond)
+local function seconds_between(earlier, later)
+    local delta = later - earlier
+    if delta < 0 then delta = 0 end
+    local whole = math.floor(delta)
+    return NSTime.new(whole, math.floor((delta - whole) * 1e9 + 0.5))
 end
 
 -- Record one message (first pass) or look it up (later passes).
@@ -370,16 +379,16 @@ local function note_message(pinfo, channel, is_request, code, version)
     local key = stream_key(channel, pinfo)
     if is_request then
         msg = { channel = channel, request = true, code = code, version = version,
-                frame = number, ts = fx_time().value }
+                frame = number, ts = pinfo.rel_ts }
         last_request[key] = msg
     else
         local req = last_request[key]
-        msg = { channel = channel, request = false, frame = number, ts = fx_time().value }
+        msg = { channel = channel, request = false, frame = number, ts = pinfo.rel_ts }
         if req ~= nil then
             msg.code = req.code
             msg.version = req.version
             msg.request_in = req.frame
-            msg.delta = msg.ts - req.ts
+            msg.delta = seconds_between(req.ts, msg.ts)
             if req.response_in == nil then
                 req.response_in = number
             else
@@ -451,8 +460,12 @@ local function dissect_tpm_port(tvb, pinfo, tree)
         end
         return len
     end
-    if tpm2_dissector ~= nil then return tpm2_dissector:call(tvb, pinfo, tree) end
-    return 0  -- no TPM 2.0 dissector in this Wireshark: leave the bytes to "data"
+    if tpm2_dissector == nil then return 0 end  -- no TPM 2.0 dissector: leave it to "data"
+    -- Dissector:call shows the TPM dissector's exception (e.g. [Malformed Packet]) as
+    -- Wireshark would, then raises it as a Lua error: caught here, the frame looks the same
+    local ok, consumed = pcall(tpm2_dissector.call, tpm2_dissector, tvb, pinfo, tree)
+    if ok then return consumed end
+    return len
 end
 
 p_tpm12.dissector = dissect_tpm_port
@@ -657,7 +670,7 @@ local function add_pcr_notes(tree, tvb, notes)
                 item:add(f.pcr_extend, tvb(0, 0), tonumber(n)):set_generated()
                 item:add(f.pcr_index, tvb(0, 0), tonumber(index)):set_generated()
                 item:add(f.pcr_bank, tvb(0, 0), bank):set_generated()
-                item:add(f.pcr_value, tvb(0, 0), ByteArray.new(hex)):set_generated()
+                item:add(f.pcr_value, tvb(0, 0), hex:lower()):set_generated()
             end
         end
     end
