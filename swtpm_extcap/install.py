@@ -60,6 +60,8 @@ PLUGIN = "swtpm.lua"
 PROFILE = "SWTPM"
 #: the profile's files, shipped in swtpm_extcap/wireshark/profile/
 PROFILE_FILES = ("preferences", "colorfilters")
+#: written only into a profile that has none yet (Wireshark keeps its own column widths there)
+PROFILE_DEFAULTS = ("recent",)
 #: written into the profile folder: uninstall removes a SWTPM profile only when it has it
 PROFILE_MARKER = ".swtpm-extcap"
 #: everything after the launcher's #! line (the one copy: install.sh runs this module)
@@ -362,6 +364,9 @@ def write_profile(folder: Path) -> None:
     """Write (or update) the SWTPM profile's files and its marker; other files stay."""
     for name in PROFILE_FILES:
         _write_atomic(folder / name, shipped(f"profile/{name}"), 0o644)
+    for name in PROFILE_DEFAULTS:
+        if not (folder / name).exists():
+            _write_atomic(folder / name, shipped(f"profile/{name}"), 0o644)
     marker = "installed by swtpm-extcap; `python -m swtpm_extcap install --uninstall` removes it\n"
     _write_atomic(folder / PROFILE_MARKER, marker.encode(), 0o644)
 

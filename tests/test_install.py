@@ -191,6 +191,7 @@ def test_install_puts_the_plugin_and_the_profile(installed: Installed) -> None:
             REPO / "swtpm_extcap/wireshark/profile" / name
         ).read_bytes()
     assert (profile / ".swtpm-extcap").is_file()
+    assert (profile / "recent").read_bytes() == shipped("profile/recent")
 
 
 @needs_tshark
@@ -636,12 +637,14 @@ def test_second_run_is_idempotent_then_uninstall_removes_both(installed: Install
     python, offline = _offline_python()
     profile = _personal_profile(installed.home)
     (profile / "recent").write_text("# what Wireshark writes into a profile it used\n")
+    (profile / "preferences").write_text("# an old version of ours\n")
     again = run_install(installed.home, "--venv", str(installed.venv))
     assert again.returncode == 0, again.stderr
     assert f"using the virtual environment {installed.venv}" in again.stdout
     assert installed.launcher.read_text() == before
     assert sorted(p.name for p in installed.launcher.parent.iterdir()) == ["swtpm-extcap"]
-    assert (profile / "recent").is_file()  # an update keeps what Wireshark wrote
+    assert (profile / "recent").read_text().startswith("# what Wireshark")  # Wireshark's own
+    assert (profile / "preferences").read_bytes() == shipped("profile/preferences")  # updated
 
     gone = run_install(installed.home, "--venv", str(installed.venv), "--uninstall")
     assert gone.returncode == 0, gone.stderr
