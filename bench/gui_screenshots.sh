@@ -138,6 +138,7 @@ stop_wireshark
 say "(d) a broken settings file"
 printf '[local]\nglobs = ["%s/vms/*/swtpm.log"\n' "$HOME" >"$CONFIG"   # no closing bracket
 start_wireshark
+xdotool mousemove 1300 850   # no row under the pointer
 sleep 3
 shot gui-broken-config.png
 stop_wireshark

@@ -410,3 +410,23 @@ def test_pcr_notes_become_fields(tmp_path: Path, clean_home: dict[str, str]) -> 
                                     "swtpm.pcr.bank", "swtpm.pcr.value"])[0]
     assert row == {"swtpm.line": "7", "swtpm.run": "1", "swtpm.pcr.extend": "3",
                    "swtpm.pcr.index": "7", "swtpm.pcr.bank": "sha256", "swtpm.pcr.value": value}
+
+
+def test_older_captures_take_line_and_run_from_the_comment(
+    tmp_path: Path, clean_home: dict[str, str]
+) -> None:
+    """A capture from before the Ethernet carrier (zero MACs): the comment still serves."""
+    from swtpm_extcap import pcapng
+    from swtpm_extcap.frames import build_frame
+
+    frames = [
+        (1_700_000_000_000_000, build_frame(50001, 2321, 1, 1, 0x02),
+         "swtpm run 2 from log line 40 (log prefix changed); TPM connection opened for log line 41"),
+        (1_700_000_000_001_000, build_frame(50001, 2321, 2, 1, 0x18, bytes.fromhex("80010000000c00000144")),
+         "swtpm log line 41: SWTPM_IO_Read length 10"),
+    ]
+    pcap = tmp_path / "old.pcapng"
+    pcap.write_bytes(pcapng.section_header("test") + pcapng.interface_description("swtpm:t", "t")
+                     + bytes(pcapng.encode_packets(frames)))
+    rows = fields(clean_home, pcap, ["eth.src", "swtpm.line", "swtpm.run"])
+    assert rows == [{"eth.src": "00:00:00:00:00:00", "swtpm.line": "41", "swtpm.run": "2"}] * 2

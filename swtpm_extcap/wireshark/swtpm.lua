@@ -650,7 +650,7 @@ local function line_and_run(pinfo, notes)
     if line ~= nil and line > 0 then return line, run end
     -- an older capture: "swtpm log line N: ..." in the comment, run from the client port
     for _, text in ipairs(notes) do
-        local n = text:match("swtpm log line (%d+)")
+        local n = text:match("^swtpm log line (%d+)") or text:match("connection opened for log line (%d+)")
         if n ~= nil then
             local port = math.max(pinfo.src_port, pinfo.dst_port)
             local old_run = port >= CLIENT_PORT_BASE and port - CLIENT_PORT_BASE + 1 or nil
