@@ -21,6 +21,8 @@ from .errors import PROG, UsageError
 Start = Literal["all", "new"]  # whole log then follow / only records written after the start
 Runs = Literal["all", "last"]  # every run / only the backlog's last run
 Mode = Literal["follow", "replay"]  # tail -F / stop at the end of the log
+#: the kinds of control Wireshark's options dialog has (extcap ``{type=...}``)
+OptionType = Literal["radio", "selector", "boolflag", "unsigned", "fileselect"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Option:
 
     call: str
     display: str
-    type: str  # radio, selector, boolflag, unsigned, fileselect
+    type: OptionType
     tooltip: str
     group: str
     default: str = ""  # a choice's value, "true"/"false" for a boolflag, a number
