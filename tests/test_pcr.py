@@ -268,8 +268,8 @@ def test_a_note_goes_on_the_record_not_on_a_handshake_for_the_same_line(corpus: 
     out = tmp_path / "responses.pcapng"
     with open(out, "wb") as f:
         pipe = Pipeline(f, name="t", description="t")
-        for batch in (lambda: pipe.parser.feed(log.data), pipe.parser.close):  # framed before the next
-            events = batch()
+        for last in (False, True):  # each batch is framed before the next is parsed
+            events = pipe.parser.close() if last else pipe.parser.feed(log.data)
             pipe.emit([ev for ev in events if type(ev) is not Record or ev.kind is Kind.TPM_RESPONSE], None)
         pipe.close_conversations()
     frames = read_frames(out, display_filter='frame.comment contains "pcr:"')
