@@ -134,6 +134,8 @@ say "(c) live capture in the SWTPM profile"
 start_wireshark -C SWTPM -k -i swtpm-demo
 sleep 4
 expect_window "Capturing from"
+xdotool mousemove 600 205 click 1   # a row of the list in the details pane, not frame 1 (a SYN)
+sleep 1
 shot gui-live.png
 # the replay (474 frames, 50 ms apart) ends by itself; then an Unseal response in detail
 sleep 25

@@ -159,21 +159,25 @@ def config_lines(interface: str) -> list[str]:
 #: Wireshark shows a plain-text tooltip as one line, however wide; a tooltip longer
 #: than this is wrapped at about this many characters
 TOOLTIP_WIDTH = 60
+#: how a wrapped tooltip begins (Qt: rich text, lines broken only at ``<br>``)
+RICH_TOOLTIP = '<p style="white-space:nowrap">'
 
 
 def tooltip_text(text: str) -> str:
     """A tooltip as Wireshark's options dialog shows it well: short text as it is;
     longer text as Qt rich text, lines of at most :data:`TOOLTIP_WIDTH` characters
-    joined by ``<br>``. An extcap line cannot hold a newline (Wireshark splits its
-    answer at each), and Qt wraps only a tooltip it takes for rich text: one whose
-    first ``<`` starts an HTML tag."""
+    joined by ``<br>`` in a paragraph that Qt does not wrap again. An extcap line
+    cannot hold a newline (Wireshark splits its answer at each), and Qt breaks lines
+    only in a tooltip it takes for rich text: one whose first ``<`` starts an HTML
+    tag (it then also wraps on its own, at a narrower width: hence ``nowrap``)."""
     if len(text) <= TOOLTIP_WIDTH:
         return text
     import html
     import textwrap
 
     lines = textwrap.wrap(text, TOOLTIP_WIDTH, break_long_words=False, break_on_hyphens=False)
-    return "<br>".join(html.escape(line, quote=False) for line in lines)
+    body = "<br>".join(html.escape(line, quote=False) for line in lines)
+    return f"{RICH_TOOLTIP}{body}</p>"
 
 
 @dataclass(frozen=True)
