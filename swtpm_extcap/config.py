@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import PROG, UserError
 
 ENV_VAR = "SWTPM_EXTCAP_CONFIG"
-APP_DIR = "swtpm-extcap"
+APP_DIR = PROG  # ~/.config/swtpm-extcap
 FILE_NAME = "config.toml"
 EXAMPLE = '[local]\nglobs = ["/srv/vms/*/swtpm.log"]'
 

@@ -251,17 +251,10 @@ def extcap_dir(
     ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
 ) -> Path:
     """The extcap folder to use (the rule in the module docstring)."""
-    folders = ws.folders
     if system:
-        found = folders.get("Global Extcap path") or folders.get("Extcap path")
-        if not found:
-            raise UserError(
-                f"{ws.program} does not report its global extcap folder; pass --dir DIR"
-                " (Wireshark shows it under Help > About > Folders)"
-            )
-        return Path(found)
-    if folders.get("Personal Extcap path"):
-        return Path(folders["Personal Extcap path"])
+        return _reported(ws, ("Global Extcap path", "Extcap path"), "global extcap folder", "pass --dir DIR")
+    if ws.folders.get("Personal Extcap path"):
+        return Path(ws.folders["Personal Extcap path"])
     if windows:
         return _appdata(environ) / "Wireshark" / "extcap"
     if ws.version >= (4, 2):
@@ -273,20 +266,27 @@ def plugin_dir(
     ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
 ) -> Path:
     """The Lua plugin folder (the rule in the module docstring)."""
-    folders = ws.folders
     if system:
-        found = folders.get("Global Lua Plugins") or folders.get("Global Plugins")
-        if not found:
-            raise UserError(
-                f"{ws.program} does not report its global Lua plugin folder"
-                " (Wireshark shows it under Help > About > Folders); install without --system"
-            )
-        return Path(found)
-    if folders.get("Personal Lua Plugins"):
-        return Path(folders["Personal Lua Plugins"])
+        return _reported(
+            ws, ("Global Lua Plugins", "Global Plugins"), "global Lua plugin folder",
+            "install without --system",
+        )
+    if ws.folders.get("Personal Lua Plugins"):
+        return Path(ws.folders["Personal Lua Plugins"])
     if windows:
         return _appdata(environ) / "Wireshark" / "plugins"
     return _home(environ) / ".local" / "lib" / "wireshark" / "plugins"
+
+
+def _reported(ws: Wireshark, names: tuple[str, ...], what: str, instead: str) -> Path:
+    """The first folder of ``names`` that ``tshark -G folders`` reported; else one line."""
+    for name in names:
+        if ws.folders.get(name):
+            return Path(ws.folders[name])
+    raise UserError(
+        f"{ws.program} does not report its {what} (Wireshark shows it under"
+        f" Help > About > Folders); {instead}"
+    )
 
 
 def profiles_dir(
@@ -294,13 +294,9 @@ def profiles_dir(
 ) -> Path:
     """The configuration profiles folder (the rule in the module docstring)."""
     if system:
-        found = ws.folders.get("Global configuration")
-        if not found:
-            raise UserError(
-                f"{ws.program} does not report its global configuration folder;"
-                " install without --system"
-            )
-        return Path(found) / "profiles"
+        return _reported(
+            ws, ("Global configuration",), "global configuration folder", "install without --system"
+        ) / "profiles"
     if windows and not ws.folders.get("Personal configuration"):
         return _appdata(environ) / "Wireshark" / "profiles"
     return _personal_config(ws, environ) / "profiles"

@@ -18,7 +18,6 @@ import hashlib
 import html
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,17 +26,20 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from conftest import REPO, missing_tool, read_frames, require_tshark
+from conftest import REPO, read_frames, require_tshark
 from swtpm_extcap import cli, options
 from swtpm_extcap.install import write_launcher
-from test_extcap import DEADLINE_S, DEMO, capture, extcap_env, parse_fields, write_config
+from test_extcap import (
+    DEADLINE_S,
+    DEMO,
+    capture,
+    extcap_env,
+    parse_fields,
+    without_dac_override,
+    write_config,
+)
 
 _LINE = re.compile(r"interface \{value=([A-Za-z0-9._-]+)\}\{display=([^{}\n]*)\}")
-#: root reads any file: the "unreadable" case runs the extcap as root without the
-#: capabilities that bypass file modes (util-linux setpriv), as an ordinary user is
-AS_USER = ("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--")
-
-
 def run_extcap(
     env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
@@ -100,10 +102,8 @@ def test_a_broken_settings_file_is_a_listed_interface_that_says_why(
     cfg = tmp_path / "config.toml"
     expected = BROKEN[kind](cfg)
     user: tuple[str, ...] = ()
-    if kind == "unreadable" and os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            missing_tool("setpriv (util-linux) not on PATH")
-        user = AS_USER
+    if kind == "unreadable" and os.geteuid() == 0:  # root reads any file: drop that power
+        user = tuple(without_dac_override())
     env = extcap_env(cfg)
     shown = listing(env, user)
     assert list(shown) == ["swtpm-demo", "swtpm-config-error"]
