@@ -13,7 +13,7 @@ with ``SWTPM_EXTCAP_CONFIG`` set to the settings file and ``PYTHONPATH`` to
 this checkout. A thread of this process reads the fifo, parses the pcapng
 stream (:mod:`_pcapng_reader`) and, for every data frame (a TCP segment with
 payload), keeps ``(time.perf_counter() right after the read() that completed
-it, N of its "swtpm log line N:" comment, payload)``. The caller appends to
+it, the log line N its Ethernet source address carries, payload)``. The caller appends to
 the log from another thread, taking ``time.perf_counter()`` just before each
 ``write()``, and matches the two by log line.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from _pcapng_reader import EnhancedPacket, InterfaceDescription, PcapngStreamReader, SectionHeader
-from _pcapng_reader import log_line, tcp_payload
+from _pcapng_reader import mac_line, tcp_payload
 
 REPO = Path(__file__).resolve().parents[1]
 VM = "benchvm"
@@ -55,7 +55,7 @@ class FifoReader:
         self.error: BaseException | None = None
         self.frames = 0  # all EPBs
         self.control_frames = 0  # EPBs without TCP payload (handshake, FIN)
-        self.unlabelled = 0  # data frames whose comment has no "swtpm log line N:"
+        self.unlabelled = 0  # data frames without a log line in their source MAC
         self.bytes = 0
         self.reads = 0
         self._thread = threading.Thread(target=self._run, name="fifo-reader", daemon=True)
@@ -93,7 +93,7 @@ class FifoReader:
                     if not payload:
                         self.control_frames += 1
                         continue
-                    line = log_line(block.comment)
+                    line = mac_line(block.packet)
                     if line is None:
                         self.unlabelled += 1
                     append((t, line, payload))

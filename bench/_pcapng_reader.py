@@ -184,3 +184,11 @@ def log_line(comment: str | None) -> int | None:
         return None
     m = _LINE.match(comment)
     return int(m.group(1)) if m else None
+
+
+def mac_line(frame: bytes) -> int | None:
+    """The log line a frame carries in its Ethernet source address
+    (``02:00:LL:LL:LL:LL``, big-endian), else ``None``: with or without comments."""
+    if len(frame) < 12 or frame[6:8] != b"\x02\x00":
+        return None
+    return int.from_bytes(frame[8:12], "big")

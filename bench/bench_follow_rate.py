@@ -9,7 +9,7 @@ runs it (``python -m swtpm_extcap --capture --extcap-interface swtpm-benchvm
 log (header + hex lines, cycling through the log) at ``--rate`` records per
 second, in one ``write()`` per 10 ms tick, and a thread of it reads the fifo
 and parses the pcapng stream (``bench/_pcapng_reader.py``). Each data frame's
-comment ``swtpm log line N: ...`` names its record's header line, which the
+Ethernet source address (``02:00:`` + N) names its record's header line, which the
 appender knows (it counts the lines it writes); its TCP payload is checked
 against the record written there. Lag per record = ``time.perf_counter()``
 right after the fifo ``read()`` that completed its frame - ``perf_counter()``

@@ -9,7 +9,7 @@ runs it (``python -m swtpm_extcap --capture --extcap-interface swtpm-benchvm
 time (the command and response records of the real swtpm log, header and hex
 lines, one ``write()``) at a steady rate, and a thread of it reads the fifo and
 parses the pcapng stream (``bench/_pcapng_reader.py``). Every data frame's
-comment ``swtpm log line N: ...`` names the log line of its record's header,
+Ethernet source address (``02:00:`` + N) names the log line N of its record's header,
 which the appender knows (it counts the lines it writes). Latency per record =
 ``time.perf_counter()`` right after the fifo ``read()`` that completed its
 frame - ``time.perf_counter()`` just before the ``write()`` that appended it,

@@ -11,10 +11,13 @@
 # log) through a glob. Wireshark runs on a private Xvfb display (1400x900, no window
 # manager) and is driven with xdotool; `import` takes the screenshots:
 #   gui-interfaces.png   (a) the welcome page's interface list: swtpm-demo and swtpm-web1
-#   gui-options.png      (b) the options dialog of swtpm-demo (the gear next to it)
+#   gui-options.png      (b) the options dialog of swtpm-demo (the gear next to it), the
+#                            pointer on "Runs" so that its (wrapped) tooltip shows
+#   gui-options-replay.png (b) its second tab: follow or replay, and the delay
 #   gui-live.png         (c) a live capture of swtpm-demo in the SWTPM profile (replay)
 #   gui-details.png      (c) the same capture at its end: an Unseal response, its swtpm tree
 #   gui-broken-config.png (d) the interface list with a broken settings file
+#   gui-broken-config-capture.png (d) starting that entry: Wireshark's error dialog
 # Click positions are measured for Debian 12's Wireshark 4.0 at 1400x900; the interface rows
 # follow `tshark -D`'s order (same list). Each step checks a window title it expects, so a
 # click that missed fails the script instead of producing a wrong picture.
@@ -111,7 +114,19 @@ say "(b) options dialog"
 xdotool mousemove 180 "$DEMO_Y" click 1
 sleep 3
 expect_window "Interface Options: .*swtpm-demo"
+OPT=$(xdotool search --onlyvisible --name "Interface Options: .*swtpm-demo" | head -n 1)
+eval "$(xdotool getwindowgeometry --shell "$OPT")"   # X, Y of the dialog
+# the "Runs" label: second row of the Capture tab; hover until Qt shows the tooltip
+xdotool mousemove $((X + 45)) $((Y + 130))
+sleep 1
+xdotool mousemove $((X + 47)) $((Y + 131))
+sleep 3
 shot gui-options.png
+xdotool mousemove $((X + 150)) $((Y + 25)) click 1   # the second tab
+sleep 1
+xdotool mousemove $((X + 560)) $((Y + 330))          # away from any tooltip
+sleep 1
+shot gui-options-replay.png
 xdotool key Escape
 stop_wireshark
 
@@ -119,6 +134,8 @@ say "(c) live capture in the SWTPM profile"
 start_wireshark -C SWTPM -k -i swtpm-demo
 sleep 4
 expect_window "Capturing from"
+xdotool mousemove 600 205 click 1   # a row of the list in the details pane, not frame 1 (a SYN)
+sleep 1
 shot gui-live.png
 # the replay (474 frames, 50 ms apart) ends by itself; then an Unseal response in detail
 sleep 25
@@ -128,7 +145,7 @@ sleep 1
 xdotool type --window "$WIN" --delay 50 "210"
 xdotool key --window "$WIN" Return
 sleep 2
-xdotool mousemove 120 597 click 1     # the SWTPM line of the details pane
+xdotool mousemove 120 580 click 1     # the SWTPM line of the details pane (no comment above it)
 sleep 1
 xdotool key --window "$WIN" shift+Right
 sleep 1
@@ -137,10 +154,17 @@ stop_wireshark
 
 say "(d) a broken settings file"
 printf '[local]\nglobs = ["%s/vms/*/swtpm.log"\n' "$HOME" >"$CONFIG"   # no closing bracket
+ERROR_ROW=$(row_of swtpm-config-error)
+[ -n "$ERROR_ROW" ] || die "tshark -D does not list swtpm-config-error"
+ERROR_Y=$(awk -v n="$ERROR_ROW" 'BEGIN { printf "%d", 237 + (n - 1) * 17.42 }')
 start_wireshark
+xdotool mousemove 500 "$ERROR_Y" click 1
 xdotool mousemove 1300 850   # no row under the pointer
 sleep 3
 shot gui-broken-config.png
+xdotool mousemove 500 "$ERROR_Y" click --repeat 2 1   # start it, as a user would
+sleep 5
+shot gui-broken-config-capture.png
 stop_wireshark
 printf '%s\n' "----- what tshark -D says with that file:"
 tshark -D 2>&1 | grep -i -e swtpm -e config || true

@@ -66,6 +66,7 @@ def run_capture(
     pipe = Pipeline(
         out, name=name, description=description, start_us=start_us, ctrl=settings.ctrl,
         live=True, comment=printable(section_comment(source.label, settings)),
+        line_comments=settings.line_comments,
     )
     first_run = 0
     if settings.runs == "last" and backlog_bytes:
@@ -104,7 +105,8 @@ def section_comment(label: str, settings: CaptureSettings) -> str:
     parts = [
         f"{PROG} {__version__} capture of {label}",
         f"start={settings.start} runs={settings.runs} mode={settings.mode}"
-        f" ctrl={'on' if settings.ctrl else 'off'} pace-ms={settings.pace_ms}",
+        f" ctrl={'on' if settings.ctrl else 'off'} pace-ms={settings.pace_ms}"
+        f" line-comments={'on' if settings.line_comments else 'off'}",
     ]
     if settings.filter_text:
         parts.append(f"capture filter: {settings.filter_text}")

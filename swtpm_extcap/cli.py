@@ -72,6 +72,11 @@ def build_parser(*, with_install: bool = True) -> argparse.ArgumentParser:
         "--no-ctrl", dest="ctrl", action="store_false", help="leave control-channel messages out"
     )
     conv.add_argument(
+        "--no-line-comments", dest="line_comments", action="store_false",
+        help="no 'swtpm log line N: ...' comment on every frame (the swtpm Wireshark plugin"
+        " shows the line and run as fields); defects, run starts and pcr: notes stay comments",
+    )
+    conv.add_argument(
         "--start-time",
         type=_start_time,
         metavar="EPOCH",
@@ -134,6 +139,7 @@ def _command(args: list[str]) -> int:
                 ctrl=ns.ctrl,
                 start_time=ns.start_time,
                 strict=ns.strict,
+                line_comments=ns.line_comments,
             )
         )
     if ns.command == "install":

@@ -26,6 +26,9 @@ class ConvertSettings:
     ctrl: bool = True
     start_time: float | None = None
     strict: bool = False
+    #: "swtpm log line N: ..." on every frame: on, since a file may be opened in a
+    #: Wireshark without the swtpm plugin (``--no-line-comments``: only notable ones)
+    line_comments: bool = True
 
 
 def default_output(log: str) -> str:
@@ -114,6 +117,7 @@ def convert_stream(
     ctrl: bool = True,
     size: int = 0,
     progress: TextIO | None = None,
+    line_comments: bool = True,
 ) -> Summary:
     """Convert one log stream into one pcapng section written to ``out``."""
     name = printable(name)  # a file name that is not UTF-8
@@ -125,6 +129,7 @@ def convert_stream(
         start_us=start_us,
         ctrl=ctrl,
         comment=f"converted from swtpm log {name}",
+        line_comments=line_comments,
     )
     done = 0
     shown = 0.0
@@ -265,7 +270,10 @@ def _convert_one(
     if log == "-":
         assert stdin is not None  # run_convert checked
         start_us = now_us() if start is None else int(start * 1e6)
-        return convert_stream(stdin, out, name="stdin", start_us=start_us, ctrl=settings.ctrl)
+        return convert_stream(
+            stdin, out, name="stdin", start_us=start_us, ctrl=settings.ctrl,
+            line_comments=settings.line_comments,
+        )
     try:
         src = open(log, "rb")
     except OSError as exc:
@@ -282,6 +290,7 @@ def _convert_one(
             ctrl=settings.ctrl,
             size=st.st_size,
             progress=progress,
+            line_comments=settings.line_comments,
         )
 
 

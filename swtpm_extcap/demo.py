@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 #: the interface Wireshark lists last, always there
 DEMO_NAME = "swtpm-demo"
-DEMO_DISPLAY = "SWTPM demo (bundled real log of two VM boots, replayed)"
+DEMO_DISPLAY = "SWTPM demo (bundled log of two VM boots)"
 DEMO_FILE = "demo-swtpm.log"
 
 

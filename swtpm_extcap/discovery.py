@@ -75,7 +75,8 @@ _LIBVIRT_LOG = re.compile(r"(.+)-swtpm\.log", re.DOTALL)
 _PVE_NAME = re.compile(r"name:\s*(\S.*?)\s*")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _WILDCARD = re.compile(r"[*?[]")
-_DISPLAY_UNSAFE = re.compile(r"[\x00-\x1f\x7f{}]")
+#: a display name holds no "/": Wireshark cuts its temporary file's name at the last one
+_DISPLAY_UNSAFE = re.compile(r"[\x00-\x1f\x7f{}/]")
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Interface:
     """One capture interface: a log that may or may not be readable by us."""
 
     name: str  # "swtpm-103": what tshark -i takes
-    display: str  # "SWTPM VM 103 (web01)": what Wireshark shows
+    display: str  # "SWTPM VM 103 (web01)": what Wireshark shows (short, no "/")
     location: LogLocation  # where the log is: a local path (a remote one later)
     origin: Origin
     vm_id: str  # Proxmox vmid, libvirt domain, glob key, or "demo"
@@ -179,9 +180,15 @@ def find_interface(
     for interface in interfaces:
         if interface.name == name:
             return interface
-    listing = "`tshark -D | grep swtpm` lists the interfaces that exist"
+    listing = "refresh the interface list (Capture > Refresh Interfaces) to see the logs there are"
     vmid = re.fullmatch(r"swtpm-(\d+)", name)
-    if vmid:
+    gone = _configured_path(name, config.globs)
+    if gone is not None:
+        msg = (
+            f"no interface {name}: the configured log {gone} (a match of the [local] globs"
+            f" in {config.path}) is missing: deleted or moved; {listing}"
+        )
+    elif vmid:
         log = Path(proxmox_dir) / f"{vmid.group(1)}-swtpm.log"
         msg = (
             f"no interface {name}: VM {vmid.group(1)} has no log at {log}; is the VM running,"
@@ -200,6 +207,49 @@ def find_interface(
     if config.error is not None:
         msg += f"; also, the settings file was skipped: {config.error}"
     raise UserError(msg)
+
+
+def _configured_path(name: str, patterns: Iterable[str]) -> str | None:
+    """The path that a ``[local] globs`` pattern would have named ``name``, when one
+    pattern could have (the naming rule backwards): for a log that was listed and has
+    gone. With a wildcard after the named component, the path is still a pattern."""
+    if not name.startswith(PREFIX):
+        return None
+    import glob
+    import hashlib
+
+    key = name[len(PREFIX):]
+    tries: list[tuple[str, str]] = []
+    hashed = re.fullmatch(r"(.+)-([0-9a-f]{%d,40})" % HASH_DIGITS, key)
+    if hashed:  # swtpm-<key>-<hash>: the hash says which path it was
+        tries.append((hashed.group(1), hashed.group(2)))
+    tries.append((key, ""))
+    for k, digest in tries:
+        for pattern in patterns:
+            for path in _candidates(pattern, k):
+                if glob_key(pattern, path) != k or glob.glob(path):
+                    continue  # another name, or there after all (not a regular file)
+                full = os.path.abspath(path).encode("utf-8", "surrogateescape")
+                if hashlib.sha1(full).hexdigest().startswith(digest):
+                    return path
+    return None
+
+
+def _candidates(pattern: str, key: str) -> Iterator[str]:
+    """Paths that the pattern's named component (step 1) turns into ``key``: the
+    component's literal head and tail around the key, with the suffixes step 3 drops."""
+    parts = pattern.split("/")
+    index = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
+    if index is None:  # a literal path: its own name
+        yield pattern
+        return
+    pat = parts[index]
+    first = _WILDCARD.search(pat)
+    head = pat[: first.start()] if first else ""
+    tail = pat[_last_wildcard_end(pat) :]
+    for middle in (key, f"{key}-swtpm", f"{key}_swtpm"):
+        for component in (head + middle + tail, head + middle + ".log" + tail):
+            yield "/".join([*parts[:index], component, *parts[index + 1 :]])
 
 
 def sanitize(text: str) -> str:
@@ -285,7 +335,7 @@ class _Globbed:
                     continue
                 key = glob_key(pattern, path)
                 path = os.path.abspath(path)
-                display = _safe_display(f"SWTPM {key} ({path})")
+                display = _safe_display(f"SWTPM {key} (glob)")
                 yield _Found(path, "glob", key, None, key, display)
 
     def _expand(self) -> list[tuple[str, list[str]]]:

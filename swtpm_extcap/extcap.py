@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the listing verbs must stay fast: the capture parts are imp
     import logging
     import threading
 
+    from .config import Config
     from .fifo import Fifo
     from .options import CaptureSettings
     from .signals import StopSignals
@@ -52,6 +53,13 @@ if TYPE_CHECKING:  # the listing verbs must stay fast: the capture parts are imp
 DLT_LINE = "dlt {number=1}{name=EN10MB}{display=Ethernet (TPM over TCP 2321)}"
 #: the name of a listing line that is a note, not a log (e.g. a glob cut short)
 LISTING_NOTE = "swtpm-listing-note"
+#: the listing line that says why the settings file was skipped: a Wireshark user
+#: never sees the listing's stderr, so the list itself says it
+CONFIG_ERROR = "swtpm-config-error"
+#: where to look again after a change (Wireshark's menu; tshark lists afresh each run)
+REFRESH = "refresh the interface list (Capture > Refresh Interfaces)"
+#: the project's help page, shipped in the package: the options dialog's Help button
+HELP_PAGE = ("data", "help.html")
 
 
 def extcap_main(argv: Sequence[str], stop: StopSignals | None = None) -> int:
@@ -119,6 +127,8 @@ def _answer(argv: Sequence[str], fifo: Fifo | None, stop: StopSignals | None) ->
         if req.dlts:
             return _reply([DLT_LINE])
         if req.config:
+            if req.interface in (CONFIG_ERROR, LISTING_NOTE):
+                return _reply([])  # a message, not a log: nothing to set
             return _reply(config_lines(req.interface))
         if req.reload_option is not None:
             return _reply([])  # no option uses {reload=true}: nothing to reload
@@ -174,7 +184,11 @@ def list_interfaces() -> list[str]:
         from .config import load_config
         from .discovery import discover
 
-        interfaces = [(i.name, i.display) for i in discover(load_config(), notes=notes)]
+        config = load_config()
+        broken = settings_error(config)
+        if broken is not None:
+            notes.insert(0, broken)  # listed as CONFIG_ERROR, below
+        interfaces = [(i.name, i.display) for i in discover(config, notes=notes)]
     except Exception:  # noqa: BLE001 - the listing must never break Wireshark's start-up
         interfaces = []  # (no log file at listing time: Wireshark passes none)
     if not any(name == DEMO_NAME for name, _ in interfaces):
@@ -182,17 +196,48 @@ def list_interfaces() -> list[str]:
     for name, display in interfaces:
         lines.append(f"interface {{value={_field(name)}}}{{display={_field(display)}}}")
     for note in notes:  # e.g. a glob cut short: said where the user looks, not on stderr
-        lines.append(f"interface {{value={LISTING_NOTE}}}{{display={_field(note)}}}")
+        name = CONFIG_ERROR if note.startswith(SETTINGS_ERROR) else LISTING_NOTE
+        lines.append(f"interface {{value={name}}}{{display={_field(note)}}}")
     return lines
 
 
+#: how the listing line of a broken settings file begins
+SETTINGS_ERROR = "SWTPM settings error: "
+
+
+def settings_error(config: Config) -> str | None:
+    """The listing's line for a settings file that was skipped, None if it was not:
+    ``SWTPM settings error: <file> is not valid TOML: ...`` (one line)."""
+    if config.error is None:
+        return None
+    text = " ".join(config.error.split())  # one line, whatever the TOML parser said
+    if config.path is not None:  # "config file /x.toml: ..." -> "/x.toml: ..."
+        text = text.replace(f"config file {config.path}", str(config.path), 1)
+    return SETTINGS_ERROR + text
+
+
+def _message_interface(name: str) -> UserError:
+    """Capturing a listing line that is a message: the message, and what to do."""
+    from .config import load_config
+
+    if name == CONFIG_ERROR:
+        broken = settings_error(load_config())
+        if broken is not None:
+            return UserError(f"{broken}; fix the file, then {REFRESH}")
+        return UserError(f"the settings file is fine now; {REFRESH}")
+    return UserError(
+        f"{name} is a note of the interface list, not a log; {REFRESH} to see the logs"
+    )
+
+
 def _help_field() -> str:
-    """``{help=file://.../README.md}`` when the README sits next to the package."""
-    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-    if os.path.isfile(readme):
+    """``{help=file://.../swtpm_extcap/data/help.html}``: the project's help page, which
+    the Help button of Wireshark's options dialog opens (when the file is there)."""
+    page = os.path.join(os.path.dirname(os.path.abspath(__file__)), *HELP_PAGE)
+    if os.path.isfile(page):
         from pathlib import Path
 
-        return f"{{help={Path(readme).as_uri()}}}"
+        return f"{{help={Path(page).as_uri()}}}"
     return ""
 
 
@@ -225,6 +270,8 @@ def _capture_interface(settings: CaptureSettings, fifo: Fifo, stop: threading.Ev
 
     log = _log()
     log.info("%s %s: capture %s", PROG, __version__, settings)
+    if settings.interface in (CONFIG_ERROR, LISTING_NOTE):
+        raise _message_interface(settings.interface)
     iface = find_interface(settings.interface, load_config())
     label = str(iface.location)
     description = iface.display if label in iface.display else f"{iface.display}: {label}"

@@ -20,6 +20,12 @@ The Ethernet addresses carry where a frame comes from, for the Wireshark plugin
 (no per-frame comment needed, frame sizes unchanged): destination
 ``02:00:RR:RR:RR:RR`` = the run (1-based), source ``02:00:LL:LL:LL:LL`` = the
 log line (both big-endian u32; ``02`` = locally administered, unicast).
+
+Comments: with ``line_comments`` (the default) every frame names its log line
+(``swtpm log line 1234: SWTPM_IO_Read length 12``). Without, only frames with
+something to say carry a comment: a run's start (the first SYN of each of its
+connections), a defect, a note on the TPM payload or an oversized record; the
+plain line comment, the handshake's and the FIN's are left out.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ MAX_TPM_MESSAGE = 0x10000
 # ethertype + version/TOS | total length | id, DF, TTL, proto | IP checksum |
 # addresses + ports | seq | ack | offset, flags, window | TCP checksum + urgent
 _HEADERS = struct.Struct("!8sI4sH6sH12sII4sH2s")
+#: Ethernet + IPv4 + TCP header bytes before a frame's payload
+HEADERS_SIZE = _HEADERS.size
 _MAC_PREFIX = b"\x02\x00"  # locally administered unicast: 02:00 + a big-endian u32
 _ETH_TYPE_IP = b"\x08\x00" + b"\x45\x10"
 _IP_MID = b"\x00\x00\x40\x00\x40\x06"  # id 0, DF, TTL 64, TCP
@@ -266,8 +274,12 @@ def message_note(conv: _Conversation, command: bool, data: bytes) -> str:
 class Framer:
     """Turns parser events into frames; one TCP conversation per run and channel."""
 
-    def __init__(self, *, start_us: int = 0, ctrl: bool = True, step_us: int = STEP_US) -> None:
+    def __init__(
+        self, *, start_us: int = 0, ctrl: bool = True, step_us: int = STEP_US,
+        line_comments: bool = True,
+    ) -> None:
         self.ctrl = ctrl
+        self.line_comments = line_comments
         self._step = step_us
         self._start = start_us
         self._next = start_us
@@ -305,6 +317,7 @@ class Framer:
         labels = _LABEL_OF
         stray = Kind.STRAY
         sizes = _SIZE_FIELDS
+        plain = self.line_comments
         for event in events:
             if type(event) is not Record:
                 if type(event) is RunStart:
@@ -341,7 +354,9 @@ class Framer:
             else:
                 note = ""
             pkt = conv.data(up, data, line)
-            if declared is None:
+            if not (plain or note or defects or self._notes):
+                comment = ""
+            elif declared is None:
                 comment = f"swtpm log line {line}: {labels[kind]}, {_length(declared)}"
             else:
                 comment = f"swtpm log line {line}: {labels[kind]} length {declared}"
@@ -414,7 +429,7 @@ class Framer:
         if self._notes_left_out:
             notes.append(f"swtpm log: {self._notes_left_out} more defects before this frame left out")
             self._notes_left_out = 0
-        return "\n".join([comment, *notes])
+        return "\n".join([comment, *notes] if comment else notes)
 
     def _handshake(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = True
@@ -425,22 +440,26 @@ class Framer:
         synack = conv.control(False, SYN | ACK, conv.sseq, conv.cseq, line)
         conv.sseq = (conv.sseq + 1) & 0xFFFFFFFF
         ack = conv.control(True, ACK, conv.cseq, conv.sseq, line)
+        plain = f"swtpm log line {line}: handshake" if self.line_comments else ""
         return [
             (self._stamp(now_us), syn, note),
-            (self._stamp(now_us), synack, f"swtpm log line {line}: handshake"),
-            (self._stamp(now_us), ack, f"swtpm log line {line}: handshake"),
+            (self._stamp(now_us), synack, plain),
+            (self._stamp(now_us), ack, plain),
         ]
 
     def _fin(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = False
         note = f"swtpm log line {line}: end of run {self._run + 1}"
+        first = self._with_notes(note if self.line_comments or self._notes else "")
+        if not self.line_comments:
+            note = ""
         fin = conv.control(True, FIN | ACK, conv.cseq, conv.sseq, line)
         conv.cseq = (conv.cseq + 1) & 0xFFFFFFFF
         finack = conv.control(False, FIN | ACK, conv.sseq, conv.cseq, line)
         conv.sseq = (conv.sseq + 1) & 0xFFFFFFFF
         ack = conv.control(True, ACK, conv.cseq, conv.sseq, line)
         return [
-            (self._stamp(now_us), fin, self._with_notes(note)),
+            (self._stamp(now_us), fin, first),
             (self._stamp(now_us), finack, note),
             (self._stamp(now_us), ack, note),
         ]

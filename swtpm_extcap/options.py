@@ -63,42 +63,54 @@ LOG_LEVELS = {
     "error": 40,
 }
 
+#: the options dialog's tabs: what is captured; how the capture ends and how fast the
+#: backlog comes; where debug messages go
+CAPTURE, FOLLOW_OR_REPLAY, DEBUG = "Capture", "Follow or replay", "Debug"
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "--start", "Start with", "radio",
         "What to show first: the records the log already holds (its backlog), then the new"
         " ones as swtpm writes them; or only records written after the capture starts",
-        "Capture", "all",
+        CAPTURE, "all",
         (Choice("all", "Whole log, then new records"), Choice("new", "Only new records")),
     ),
     Option(
         "--runs", "Runs", "radio",
         "A log holds one run per VM start (Proxmox appends). 'Last run only' leaves out the"
         " backlog's earlier runs; runs that start during the capture are always shown",
-        "Capture", "all",
+        CAPTURE, "all",
         (Choice("all", "All runs"), Choice("last", "Last run only")),
-    ),
-    Option(
-        "--mode", "At the end of the log", "radio",
-        "Follow: keep the capture open and show records as they are appended (tail -F)."
-        " Replay: stop the capture at the end of the log",
-        "Capture", "follow",
-        (Choice("follow", "Follow (live)"), Choice("replay", "Stop at end of log (replay)")),
     ),
     Option(
         "--ctrl", "Include control-channel messages", "boolflag",
         "Show swtpm's control channel (CMD_INIT, SET_LOCALITY, ...) as TCP port 2323 from"
         " 127.0.0.2 next to the TPM traffic on port 2321",
-        "Capture", "true",
+        CAPTURE, "true",
+    ),
+    Option(
+        "--line-comments", "Log line comment on every frame", "boolflag",
+        "Write 'swtpm log line N: ...' as a packet comment on every frame. The swtpm"
+        " plugin shows the log line and run as fields (swtpm.line, swtpm.run) without it;"
+        " turn this on for a Wireshark without the plugin. Defects, run starts and pcr:"
+        " notes are always comments",
+        CAPTURE, "false",
+    ),
+    Option(
+        "--mode", "At the end of the log", "radio",
+        "Follow: keep the capture open and show records as they are appended (tail -F)."
+        " Replay: stop the capture at the end of the log",
+        FOLLOW_OR_REPLAY, "follow",
+        (Choice("follow", "Follow (live)"), Choice("replay", "Stop at end of log (replay)")),
     ),
     Option(
         "--pace-ms", "Delay per record (ms)", "unsigned",
         "Wait this long after each record of the backlog, so that a replay unfolds like a live"
         " capture (0: as fast as possible). Records appended later are never delayed",
-        "Replay", "0", range=(0, 10000),
+        FOLLOW_OR_REPLAY, "0", range=(0, 10000),
     ),
     Option(
-        "--log-level", "Set the log level", "selector", "Set the log level", "Debug", "message",
+        "--log-level", "Set the log level", "selector", "Set the log level", DEBUG, "message",
         (
             Choice("message", "Message"),
             Choice("info", "Info"),
@@ -108,7 +120,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--log-file", "Use a file for logging", "fileselect",
-        "Set a file where log messages are written", "Debug", extra="{mustexist=false}",
+        "Set a file where log messages are written", DEBUG, extra="{mustexist=false}",
     ),
 )
 
@@ -131,7 +143,7 @@ def config_lines(interface: str) -> list[str]:
     lines: list[str] = []
     for number, o in enumerate(options_for(interface)):
         head = f"arg {{number={number}}}{{call={o.call}}}{{display={o.display}}}{{type={o.type}}}"
-        head += f"{{tooltip={o.tooltip}}}"
+        head += f"{{tooltip={tooltip_text(o.tooltip)}}}"
         if o.range is not None:
             head += f"{{range={o.range[0]},{o.range[1]}}}"
         if o.type in ("boolflag", "unsigned") and o.default:
@@ -142,6 +154,30 @@ def config_lines(interface: str) -> list[str]:
             default = "{default=true}" if c.value == o.default else ""
             lines.append(f"value {{arg={number}}}{{value={c.value}}}{{display={c.display}}}{default}")
     return lines
+
+
+#: Wireshark shows a plain-text tooltip as one line, however wide; a tooltip longer
+#: than this is wrapped at about this many characters
+TOOLTIP_WIDTH = 60
+#: how a wrapped tooltip begins (Qt: rich text, lines broken only at ``<br>``)
+RICH_TOOLTIP = '<p style="white-space:nowrap">'
+
+
+def tooltip_text(text: str) -> str:
+    """A tooltip as Wireshark's options dialog shows it well: short text as it is;
+    longer text as Qt rich text, lines of at most :data:`TOOLTIP_WIDTH` characters
+    joined by ``<br>`` in a paragraph that Qt does not wrap again. An extcap line
+    cannot hold a newline (Wireshark splits its answer at each), and Qt breaks lines
+    only in a tooltip it takes for rich text: one whose first ``<`` starts an HTML
+    tag (it then also wraps on its own, at a narrower width: hence ``nowrap``)."""
+    if len(text) <= TOOLTIP_WIDTH:
+        return text
+    import html
+    import textwrap
+
+    lines = textwrap.wrap(text, TOOLTIP_WIDTH, break_long_words=False, break_on_hyphens=False)
+    body = "<br>".join(html.escape(line, quote=False) for line in lines)
+    return f"{RICH_TOOLTIP}{body}</p>"
 
 
 @dataclass(frozen=True)
@@ -155,6 +191,7 @@ class CaptureSettings:
     mode: Mode = "follow"
     ctrl: bool = True
     pace_ms: int = 0
+    line_comments: bool = False  # "swtpm log line N: ..." on every frame
     codes: frozenset[int] | None = None  # capture filter: TPM command codes to keep
     filter_text: str = ""
 
@@ -176,6 +213,7 @@ class Request:
     log_file: str
     values: dict[str, str | None]  # option call -> given value (None: not given)
     ctrl: bool
+    line_comments: bool = False
 
 
 def parse_request(argv: Sequence[str]) -> Request:
@@ -223,6 +261,7 @@ def parse_request(argv: Sequence[str]) -> Request:
         log_file=ns.log_file or "",
         values=values,
         ctrl=ns.ctrl,
+        line_comments=ns.line_comments,
     )
 
 
@@ -267,6 +306,7 @@ def build_settings(req: Request) -> CaptureSettings:
         mode=cast(Mode, chosen["--mode"]),
         ctrl=req.ctrl,
         pace_ms=pace,
+        line_comments=req.line_comments,
         codes=codes,
         filter_text=(req.capture_filter or "").strip(),
     )

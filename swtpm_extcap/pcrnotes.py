@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .frames import Frame, Framer
+from .frames import HEADERS_SIZE, Frame, Framer
 from .logparse import Event, LogParser, Record
 from .pcr import Check, Outcome, Read, Replayer, Startup, Step
 
@@ -122,8 +122,11 @@ class ReplayingParser(LogParser):
 class AnnotatingFramer(Framer):
     """The framer; appends the parser's ``pcr:`` lines to the comments of their frames."""
 
-    def __init__(self, parser: ReplayingParser, *, start_us: int = 0, ctrl: bool = True) -> None:
-        super().__init__(start_us=start_us, ctrl=ctrl)
+    def __init__(
+        self, parser: ReplayingParser, *, start_us: int = 0, ctrl: bool = True,
+        line_comments: bool = True,
+    ) -> None:
+        super().__init__(start_us=start_us, ctrl=ctrl, line_comments=line_comments)
         self._parser = parser
 
     def frame_events(self, events: list[Event], now_us: int | None = None) -> list[Frame]:
@@ -143,14 +146,17 @@ def _annotate(frames: list[Frame], events: list[Event], notes: dict[int, list[st
         lines = notes.pop(ev[2])
         if not ev[1] or not (ctrl or ev[0].is_tpm):
             continue
-        # the record's own frame: a handshake for the same line says "handshake" here
-        head = f"swtpm log line {ev[2]}: {ev[0].value}"
-        while at < len(frames) and not frames[at][2].startswith(head):
+        # the record's own frame: it carries data and its log line in the source MAC
+        # (a handshake for the same line has no payload; comments may be off)
+        line = (ev[2] & 0xFFFFFFFF).to_bytes(4, "big")
+        while at < len(frames) and not (
+            len(frames[at][1]) > HEADERS_SIZE and frames[at][1][8:12] == line
+        ):
             at += 1
         if at == len(frames):  # not framed in this call (cannot happen; never fail for a note)
             return
         ts, pkt, comment = frames[at]
-        frames[at] = (ts, pkt, "\n".join([comment, *lines]))
+        frames[at] = (ts, pkt, "\n".join([comment, *lines] if comment else lines))
         at += 1
         if not notes:
             return

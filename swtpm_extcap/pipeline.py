@@ -90,13 +90,16 @@ class Pipeline:
         ctrl: bool = True,
         live: bool = False,
         comment: str = "",
+        line_comments: bool = True,
     ) -> None:
         # the PCR replay (pcrnotes.py) sees every parser event, also those a capture
         # filter drops, and adds its `pcr: ...` lines to the frame comments
         from .pcrnotes import AnnotatingFramer, ReplayingParser
 
         self.parser = parser = ReplayingParser()
-        self.framer = AnnotatingFramer(parser, start_us=start_us, ctrl=ctrl)
+        self.framer = AnnotatingFramer(
+            parser, start_us=start_us, ctrl=ctrl, line_comments=line_comments
+        )
         self.writer = PcapngWriter(
             out,
             name=name,

@@ -50,7 +50,11 @@ def extcap_env(config: Path | None = None, **extra: str) -> dict[str, str]:
     """Environment for a subprocess running the package from this checkout."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["SWTPM_EXTCAP_CONFIG"] = str(config) if config else "/nonexistent/swtpm-extcap.toml"
+    if config:
+        env["SWTPM_EXTCAP_CONFIG"] = str(config)
+    else:  # no settings file (one named by $SWTPM_EXTCAP_CONFIG but missing is an error)
+        env.pop("SWTPM_EXTCAP_CONFIG", None)
+        env["XDG_CONFIG_HOME"] = "/nonexistent"
     env.update(extra)
     return env
 
@@ -202,8 +206,11 @@ def parse_fields(line: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def no_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWTPM_EXTCAP_CONFIG", "/nonexistent/swtpm-extcap.toml")
+def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No settings file: the default place is empty (a $SWTPM_EXTCAP_CONFIG naming a
+    missing file is an error the listing shows)."""
+    monkeypatch.delenv("SWTPM_EXTCAP_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
 
 
 @pytest.fixture
@@ -310,8 +317,19 @@ def test_config_lines_are_well_formed(interface: str, capsys: pytest.CaptureFixt
             values.setdefault(fields["arg"], []).append(fields)
     by_call = {a["call"]: a for a in args.values()}
     assert list(by_call) == [
-        "--start", "--runs", "--mode", "--ctrl", "--pace-ms", "--log-level", "--log-file"
+        "--start", "--runs", "--ctrl", "--line-comments", "--mode", "--pace-ms", "--log-level",
+        "--log-file",
     ]
+    # each tab holds what belongs together: mode and pace on one
+    groups = {call: arg["group"] for call, arg in by_call.items()}
+    assert groups == {
+        "--start": "Capture", "--runs": "Capture", "--ctrl": "Capture",
+        "--line-comments": "Capture", "--mode": "Follow or replay",
+        "--pace-ms": "Follow or replay", "--log-level": "Debug", "--log-file": "Debug",
+    }
+    assert (by_call["--line-comments"]["type"], by_call["--line-comments"]["default"]) == (
+        "boolflag", "false"
+    )
     for number, arg in args.items():
         if arg["type"] in ("radio", "selector"):
             assert sum(v.get("default") == "true" for v in values[number]) == 1, arg["call"]
@@ -412,7 +430,8 @@ def test_last_run_only(tmp_path: Path) -> None:
     expected = convert_codes(tmp_path, only2)
     assert expected and expected != convert_codes(tmp_path, DEMO)
     pcap, proc = capture(
-        tmp_path, "swtpm-demo", "--mode", "replay", "--pace-ms", "0", "--runs", "last", "--ctrl"
+        tmp_path, "swtpm-demo", "--mode", "replay", "--pace-ms", "0", "--runs", "last", "--ctrl",
+        "--line-comments",
     )
     assert (proc.returncode, proc.stderr) == (0, b"")
     frames = read_frames(pcap)
@@ -784,7 +803,8 @@ def test_capture_onto_a_full_disk_is_one_line(tmp_path: Path, small_disk: Path) 
     out = small_disk / "capture.pcapng"
     proc = subprocess.run(
         [sys.executable, "-m", "swtpm_extcap", "--capture", "--extcap-interface", "swtpm-demo",
-         "--fifo", str(out), "--mode", "replay", "--pace-ms", "0"],
+         "--fifo", str(out), "--mode", "replay", "--pace-ms", "0",
+         "--line-comments"],  # with comments the demo's pcapng is larger than the disk
         capture_output=True, env=extcap_env(), timeout=DEADLINE_S,
     )
     assert proc.returncode == 1

@@ -434,3 +434,29 @@ def test_comments_stay_small_whatever_the_damage(corpus: Path, tmp_path: Path) -
     assert noted[0].comment.count("empty record") == MAX_NOTES
     assert f"{50_000 - MAX_NOTES} more defects before this frame left out" in noted[0].comment
     assert tpm_payloads(frames) == log.tpm_messages()
+
+
+# ------------------------------------------------------ line comments off
+
+
+def test_without_line_comments_only_notable_frames_have_one(corpus_log: CorpusLog) -> None:
+    """``line_comments=False`` (the extcap's default): the same frames, byte for byte;
+    comments only where there is something to say (a run's start, a defect, a
+    payload note), each then the same as with line comments."""
+    data, damaged = _damage(corpus_log)
+    out = {}
+    for plain in (True, False):
+        parser, framer = LogParser(), Framer(start_us=START_US, line_comments=plain)
+        out[plain] = framer.frame_events(parser.feed(data) + parser.close()) + framer.close()
+    on, off = out[True], out[False]
+    assert [(ts, pkt) for ts, pkt, _ in on] == [(ts, pkt) for ts, pkt, _ in off]
+    assert all(c for _, _, c in on)
+    kept = [(i, c) for i, (_, _, c) in enumerate(off) if c]
+    assert all(c == on[i][2] for i, c in kept)
+    syns = [i for i, (_, pkt, _) in enumerate(off) if pkt[47] == SYN]  # TCP flags byte
+    assert syns and [i for i, c in kept if c.startswith("swtpm run ")] == syns
+    notable = [c for _, c in kept if not c.startswith("swtpm run ")]
+    for line in damaged:  # each damaged record's defect is still said
+        assert any(f"line {line}" in c for c in notable), line
+    assert all("defect" in c or "TPM payload" in c or "\n" in c for c in notable), notable
+    assert len(kept) < len(off) // 5
