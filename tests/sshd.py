@@ -86,19 +86,23 @@ class Sshd:
         os.chmod(folder / user, 0o644)
 
     def connection_pids(self) -> list[int]:
-        """sshd's per-connection processes (children of the listener)."""
+        """sshd's per-connection processes: every ``sshd`` below the listener."""
         assert self.proc is not None
         return self.connection_pids_of(self.proc.pid)
 
     def kill_connections(self) -> int:
-        """SIGKILL every open connection's sshd process; returns how many."""
-        pids = self.connection_pids()
-        for pid in pids:
+        """SIGKILL every open connection's sshd processes; returns how many connections.
+
+        The remote commands they ran are left alone, as on a real dropped link
+        (they die on their next write)."""
+        assert self.proc is not None
+        first = self.connection_pids_of(self.proc.pid, recursive=False)
+        for pid in self.connection_pids_of(self.proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        return len(pids)
+        return len(first)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -117,16 +121,26 @@ class Sshd:
             proc.wait(5)
 
     @staticmethod
-    def connection_pids_of(master: int) -> list[int]:
-        out = []
+    def connection_pids_of(master: int, *, recursive: bool = True) -> list[int]:
+        """The ``sshd`` processes below ``master`` (only its children unless ``recursive``)."""
+        parents: dict[int, list[tuple[int, str]]] = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
                     stat = Path(f"/proc/{entry}/stat").read_text()
                 except OSError:
                     continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                    out.append(int(entry))
+                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                parents.setdefault(ppid, []).append((int(entry), comm))
+        out: list[int] = []
+        todo = [master]
+        while todo:
+            for pid, comm in parents.get(todo.pop(), []):
+                if comm == "sshd":
+                    out.append(pid)
+                    if recursive:
+                        todo.append(pid)
         return out
 
 
