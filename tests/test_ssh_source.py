@@ -314,3 +314,17 @@ def test_no_sudo_rights_is_one_clear_line(ssh_env: SshEnv, root_only_log: Path) 
     text = str(info.value)
     assert "\n" not in text
     assert "sudo -n refused" in text and "NOPASSWD" in text
+
+
+def test_nul_bytes_of_the_log_pass_through_big_frames(ssh_env: SshEnv, share: Path) -> None:
+    """NULs are held back inside a frame (only they can be padding) and handed on at its end."""
+    remote = share / "nul.log"
+    data = (b"x" * (1 << 20) + b"\0" * 5000) * 2 + b"line\n" + b"\0" * (1 << 20) + b"\0\0"
+    remote.write_bytes(data)
+    got = list(SSHSource(ssh_env.params(), str(remote)).read(threading.Event()))
+    assert b"".join(got) == data
+    assert max(len(c) for c in got) <= (1 << 20) + 5002  # handed on in pieces, not one 3 MB frame
+    follower = Follower(SSHSource(ssh_env.params(), str(remote)))
+    follower.wait_for(lambda: len(follower.data()) == len(data))
+    follower.end()
+    assert follower.data() == data

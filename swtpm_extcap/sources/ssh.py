@@ -41,6 +41,8 @@ HEARTBEAT_S = 2.0
 DEAD_AFTER_S = 10.0
 #: how often the remote reader looks at an idle log
 POLL_S = 0.1
+#: most bytes of a data frame handed on at once
+PIECE = 1 << 20
 
 
 class _Dropped(Exception):
@@ -74,6 +76,8 @@ class SSHSource:
         self.reconnects = 0  # dropped connections resumed (tests, benchmarks)
         self._runner: Runner | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
+        #: the size backlog() saw: follow's BACKLOG_DONE comes right after it (as for a local file)
+        self._backlog_size: int | None = None
 
     # -- the Source interface ------------------------------------------------
 
@@ -84,8 +88,10 @@ class SSHSource:
             frames = self._frames("stat", stop, _State(), reconnect=False)
             for frame in frames:
                 if frame.kind == "B":
-                    return Backlog(int(frame.fields[0]), float(frame.fields[1]))
+                    self._backlog_size = int(frame.fields[0])
+                    return Backlog(self._backlog_size, float(frame.fields[1]))
         except FileNotFoundError:
+            self._backlog_size = 0
             return Backlog(0, None)
         except OSError as exc:
             raise UserError(self.explain(exc)) from None
@@ -103,7 +109,7 @@ class SSHSource:
 
     def follow(self, stop: threading.Event, start: int = 0) -> Iterator[Chunk]:
         """``tail -F`` of the remote log from byte ``start``, across dropped connections."""
-        state = _State(offset=start)
+        state = _State(offset=start, backlog_end=self._backlog_size)
         for frame in self._frames("follow", stop, state):
             yield from _chunks(frame, state)
 
@@ -219,6 +225,11 @@ class _Reader:
         self.state = state
         self.end = end
         self.proc: asyncssh.SSHClientProcess[bytes] | None = None
+        # the data frame being read: bytes still to come, its size, bytes handed on, held back
+        self.left = 0
+        self.size = 0
+        self.handed = 0
+        self.held = b""
 
     async def start(self, *, first: bool) -> None:
         import asyncssh
@@ -239,6 +250,7 @@ class _Reader:
                 raise connect_error(params, exc) from None
             raise _Dropped(f"cannot start the reader: {exc}") from None
         self.proc = proc
+        self.left = 0
         proc.stdin.write(SCRIPT.encode())
         proc.stdin.write_eof()
         try:
@@ -264,12 +276,20 @@ class _Reader:
                         " GNU coreutils or BusyBox)")
 
     async def next_frame(self) -> Frame:
+        """The next frame; a data frame comes in pieces of at most :data:`PIECE` bytes.
+
+        A piece holds back its trailing NUL bytes: only they can be padding
+        (the file shrank during the read), which the frame's ``V`` trailer
+        tells. So every byte handed on is the log's, and a drop inside a frame
+        resumes right after the last byte handed on."""
         import asyncssh
 
         proc = self.proc
         if proc is None:
             raise _Dropped("no reader")
         try:
+            if self.left:
+                return await self._piece(proc)
             line = await asyncio.wait_for(proc.stdout.readline(), DEAD_AFTER_S)
             if not line:
                 raise _Dropped("the connection closed")
@@ -278,16 +298,10 @@ class _Reader:
             except (ValueError, UnicodeDecodeError) as exc:
                 raise _Dropped(f"garbled frame: {exc}") from None
             if kind == "D":
-                n = int(fields[0])
-                data = await asyncio.wait_for(proc.stdout.readexactly(n), DEAD_AFTER_S)
-                trailer = await asyncio.wait_for(proc.stdout.readline(), DEAD_AFTER_S)
-                tkind, tfields = parse_header(trailer)
-                if tkind != "V":
-                    raise _Dropped(f"data frame without its trailer: {trailer[:40]!r}")
-                valid = int(tfields[0])
-                frame = Frame("D", fields, data[:valid] if valid < n else data)
-                _advance(self.state, frame.data)
-                return frame
+                self.left = self.size = int(fields[0])
+                self.handed = 0
+                self.held = b""
+                return await self._piece(proc)
         except asyncio.IncompleteReadError:
             raise _Dropped("the connection closed inside a frame") from None
         except asyncio.TimeoutError:
@@ -297,6 +311,28 @@ class _Reader:
         if kind == "E":
             raise _oserror(fields[0], fields[1], self.source.path)
         return Frame(kind, fields)
+
+    async def _piece(self, proc: asyncssh.SSHClientProcess[bytes]) -> Frame:
+        want = min(self.left, PIECE)
+        piece = await asyncio.wait_for(proc.stdout.readexactly(want), DEAD_AFTER_S)
+        self.left -= want
+        data = self.held + piece
+        if self.left:
+            keep = len(data.rstrip(b"\0"))
+            data, self.held = data[:keep], data[keep:]
+        else:  # the trailer says how much of the frame is the log's
+            self.held = b""
+            trailer = await asyncio.wait_for(proc.stdout.readline(), DEAD_AFTER_S)
+            try:
+                tkind, tfields = parse_header(trailer)
+            except (ValueError, UnicodeDecodeError):
+                tkind, tfields = "", ()
+            if tkind != "V":
+                raise _Dropped(f"data frame without its trailer: {trailer[:40]!r}")
+            data = data[: max(0, int(tfields[0]) - self.handed)]
+        self.handed += len(data)
+        _advance(self.state, data)
+        return Frame("D", (), data)
 
     def close(self) -> None:
         proc, self.proc = self.proc, None

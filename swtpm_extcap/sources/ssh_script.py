@@ -18,7 +18,7 @@ length-prefixed ``D`` frame, so nothing in a log can look like a marker:
 ``O ino size off``     opened the log (inode, size now, reading from ``off``)
 ``D n`` + n bytes      then ``V k``: the first k of the n bytes are the log's
                        (k < n only when the file shrank during the read; the rest
-                       is padding)
+                       is NUL padding, so a frame is always n bytes long)
 ``T``                  the same file was truncated: reading again from 0
 ``R ino size``         rotated: old file drained, the new one is read from 0
 ``C ino size``         re-created: the old file was deleted, a new one is read from 0
@@ -42,8 +42,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 PROTOCOL = b"S 1\n"
-#: most bytes in one data frame
-CHUNK = 1 << 20
+#: a data frame has at most this many 1 MiB blocks (dd reads 1 MiB at a time; the
+#: client yields 1 MiB pieces as they arrive, so big frames only save remote rounds)
+BLOCKS = 64
 #: bytes of the log before the offset that a resume compares (re-written file?)
 GUARD_SIZE = 64
 
@@ -51,7 +52,8 @@ Mode = Literal["follow", "read", "stat"]
 
 SCRIPT = r"""
 main() {
-mode=$1 path=$2 off=$3 ino=$4 guard=$5 end=$6 poll=$7 hb=$8 chunk=$9
+mode=$1 path=$2 off=$3 ino=$4 guard=$5 end=$6 poll=$7 hb=$8 blocks=$9
+block=1048576
 NL='
 '
 have=0 p=0 size=0 cur= idle=0
@@ -124,10 +126,16 @@ while :; do
     fi
     if [ "$size" -gt "$p" ]; then
       n=$((size - p))
-      if [ "$n" -gt "$chunk" ]; then n=$chunk; fi
       if [ "$mode" = read ] && [ -n "$end" ] && [ "$n" -gt $((end - p)) ]; then n=$((end - p)); fi
+      if [ "$n" -ge "$block" ]; then
+        b=$block cnt=$((n / block))
+        if [ "$cnt" -gt "$blocks" ]; then cnt=$blocks; fi
+      else
+        b=$n cnt=1
+      fi
+      n=$((b * cnt))
       printf 'D %s\n' "$n"
-      dd bs="$n" count=1 iflag=fullblock conv=sync <&3 2>/dev/null
+      { dd bs="$b" count="$cnt" iflag=fullblock <&3 2>/dev/null; head -c "$n" /dev/zero; } | head -c "$n"
       q=$p
       pos
       printf 'V %s\n' $((p - q))
@@ -178,7 +186,7 @@ def script_args(
     """The argument words after ``sh -s --`` (each quoted by the caller)."""
     beats = max(1, round(heartbeat_s / poll))
     return [mode, path, str(offset), inode, guard.hex(), "" if end is None else str(end),
-            f"{poll:g}", str(beats), str(CHUNK)]
+            f"{poll:g}", str(beats), str(BLOCKS)]
 
 
 def parse_header(line: bytes) -> tuple[str, tuple[str, ...]]:
