@@ -131,6 +131,15 @@ def priv_refused(priv: Priv, stderr: str, where: str) -> UserError | None:
 # ----------------------------------------------------------------- connecting
 
 
+class ConnectError(UserError):
+    """:func:`connect` failed; ``transient``: the host was away (worth retrying after a drop),
+    not refusing us (host key, login, key file, config)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 def quiet_asyncssh() -> None:
     """asyncssh logs go nowhere (stderr is Wireshark's error dialog)."""
     logger = logging.getLogger("asyncssh")
@@ -234,7 +243,7 @@ async def _host_known(params: SSHParams) -> bool:
     return bool(keys)
 
 
-async def _host_key_error(params: SSHParams, exc: Exception) -> UserError:
+async def _host_key_error(params: SSHParams, exc: Exception) -> ConnectError:
     m = re.search(r"for host (\S+)", str(exc))
     host, port, _ = await _resolved(params)
     if m and m.group(1) != host:  # the jump host's key: name it
@@ -243,13 +252,13 @@ async def _host_key_error(params: SSHParams, exc: Exception) -> UserError:
     entry = host if port == DEFAULT_PORT else f"[{host}]:{port}"
     known = _known_hosts_file(params)
     if await _host_known(params):
-        return UserError(
+        return ConnectError(
             f"the SSH host key of {entry} has CHANGED since it was trusted (or someone is"
             f" intercepting): refused. If the host was reinstalled, check its new key, then"
             f" ssh-keygen -R {shlex.quote(entry)} -f {shlex.quote(known)} and trust it again:"
             f" ssh-keyscan {target} >> {shlex.quote(known)}"
         )
-    return UserError(
+    return ConnectError(
         f"the SSH host key of {entry} is unknown: refused. Check and trust it once with"
         f" `ssh {target}` (answer yes), or ssh-keyscan {target} >> {shlex.quote(known)}"
     )
@@ -277,50 +286,54 @@ async def _accept_new(params: SSHParams) -> asyncssh.SSHClientConnection:
     return conn
 
 
-def connect_error(params: SSHParams, exc: BaseException) -> UserError:
+def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
     """One line for a failed connection (never a secret: asyncssh's texts carry none)."""
     import asyncssh
 
     where = params.where
-    if isinstance(exc, UserError):
+    if isinstance(exc, ConnectError):
         return exc
+    if isinstance(exc, UserError):
+        return ConnectError(str(exc))
     if isinstance(exc, asyncssh.PermissionDenied):
         how = "the password was wrong" if params.password else (
             "no key was accepted: give the key file (--sshkey / IdentityFile in ~/.ssh/config),"
             " load it into ssh-agent, or give a password")
-        return UserError(f"SSH login to {where} refused: {how}")
+        return ConnectError(f"SSH login to {where} refused: {how}")
     if isinstance(exc, (asyncssh.KeyImportError, asyncssh.KeyEncryptionError)):
         key = params.identity or "the key file"
         if "bcrypt" in str(exc):
-            return UserError(f"cannot use the SSH key {key}: {exc} (pip install bcrypt into"
+            return ConnectError(f"cannot use the SSH key {key}: {exc} (pip install bcrypt into"
                              " swtpm-extcap's environment)")
         if params.passphrase:
-            return UserError(f"cannot use the SSH key {key}: wrong passphrase, or not a private key")
-        return UserError(f"cannot use the SSH key {key}: {exc} (an encrypted key needs its"
+            return ConnectError(f"cannot use the SSH key {key}: wrong passphrase, or not a private key")
+        return ConnectError(f"cannot use the SSH key {key}: {exc} (an encrypted key needs its"
                          " passphrase: --sshkey-passphrase, or load it into ssh-agent)")
     if isinstance(exc, asyncssh.ConfigParseError):
-        return UserError(f"cannot read the SSH client config: {exc}")
+        return ConnectError(f"cannot read the SSH client config: {exc}")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return UserError(f"SSH to {where}: no answer within {params.connect_timeout:g} s"
-                         " (host down, or a firewall drops the connection?)")
+        return ConnectError(f"SSH to {where}: no answer within {params.connect_timeout:g} s"
+                         " (host down, or a firewall drops the connection?)", transient=True)
     if isinstance(exc, asyncssh.DisconnectError):
-        return UserError(f"SSH to {where} failed: {exc.reason or type(exc).__name__}")
+        return ConnectError(f"SSH to {where} failed: {exc.reason or type(exc).__name__}",
+                            transient=True)
     if isinstance(exc, OSError):
         import socket
 
         if isinstance(exc, socket.gaierror):
-            return UserError(f"SSH to {where}: unknown host {params.host!r} (not in DNS, /etc/hosts"
-                             " or ~/.ssh/config)")
+            return ConnectError(f"SSH to {where}: unknown host {params.host!r} (not in DNS,"
+                                " /etc/hosts or ~/.ssh/config)", transient=True)
         if (isinstance(exc, FileNotFoundError) and params.identity
                 and not os.path.exists(os.path.expanduser(params.identity))):
-            return UserError(f"SSH key file {params.identity} does not exist")
+            return ConnectError(f"SSH key file {params.identity} does not exist")
         import errno
 
         reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
         if exc.errno == errno.ECONNREFUSED:
             reason += " (is sshd running there, on that port?)"
-        return UserError(f"SSH to {where} failed: {reason or type(exc).__name__}")
-    return UserError(f"SSH to {where} failed: {type(exc).__name__}: {exc}")
+        return ConnectError(f"SSH to {where} failed: {reason or type(exc).__name__}",
+                            transient=True)
+    return ConnectError(f"SSH to {where} failed: {type(exc).__name__}: {exc}")
 
 
 # ------------------------------------------------------ driving async from sync

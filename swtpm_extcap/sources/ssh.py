@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
-from ..ssh import Runner, SSHParams, Stopped, connect, connect_error, priv_refused, wrap_priv
+from ..ssh import (
+    ConnectError,
+    Runner,
+    SSHParams,
+    Stopped,
+    connect,
+    connect_error,
+    priv_refused,
+    wrap_priv,
+)
 from .base import Backlog, Chunk, Notice
 from .ssh_script import GUARD_SIZE, PROTOCOL, SCRIPT, Frame, Mode, parse_header, script_args
 
@@ -200,20 +209,14 @@ class SSHSource:
         self._conn = None
         try:
             conn = await connect(self.params)
-        except UserError as exc:
-            if first or not _transient(exc):
+        except ConnectError as exc:
+            if first or not exc.transient:
                 raise
             raise _Dropped(str(exc)) from None
         except asyncssh.Error as exc:  # pragma: no cover - connect maps these
             raise connect_error(self.params, exc) from None
         self._conn = conn
         return conn
-
-
-def _transient(exc: UserError) -> bool:
-    """Worth retrying after a drop: the host is away, not refusing us."""
-    text = str(exc)
-    return not any(word in text for word in ("host key", "refused:", "SSH key", "config"))
 
 
 class _Reader:
