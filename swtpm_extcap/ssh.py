@@ -25,8 +25,6 @@ engine is synchronous) on a private event loop, watching a stop Event.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import re
 import shlex
@@ -38,7 +36,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import UserError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # asyncio and asyncssh are imported where they are used: listing stays fast
+    import asyncio
+    import logging
+
     import asyncssh
 
 Priv = Literal["none", "sudo", "doas"]
@@ -56,7 +57,12 @@ KEEPALIVE_COUNT = 3
 #: how often a wait for the remote side looks at the stop Event
 STOP_POLL_S = 0.05
 
-log = logging.getLogger("swtpm_extcap.ssh")
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("swtpm_extcap.ssh")
 
 T = TypeVar("T")
 
@@ -142,6 +148,8 @@ class ConnectError(UserError):
 
 def quiet_asyncssh() -> None:
     """asyncssh logs go nowhere (stderr is Wireshark's error dialog)."""
+    import logging
+
     logger = logging.getLogger("asyncssh")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
@@ -280,14 +288,16 @@ async def _accept_new(params: SSHParams) -> asyncssh.SSHClientConnection:
             line = f"{entry} {key.export_public_key('openssh').decode().strip()}\n"
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(line)
-            log.info("added the host key of %s to %s", entry, path)
+            _log().info("added the host key of %s to %s", entry, path)
         except OSError as err:
-            log.warning("could not add the host key of %s to %s: %s", entry, path, err)
+            _log().warning("could not add the host key of %s to %s: %s", entry, path, err)
     return conn
 
 
 def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
     """One line for a failed connection (never a secret: asyncssh's texts carry none)."""
+    import asyncio
+
     import asyncssh
 
     where = params.where
@@ -347,12 +357,14 @@ class Runner:
     """A private event loop that synchronous code drives, one coroutine at a time."""
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self.loop.set_exception_handler(self._unhandled)
 
     @staticmethod
     def _unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        log.debug("asyncio: %s", context.get("message"), exc_info=context.get("exception"))
+        _log().debug("asyncio: %s", context.get("message"), exc_info=context.get("exception"))
 
     def run(self, coro: Coroutine[Any, Any, T], stop: threading.Event | None = None) -> T:
         """Run ``coro`` to its end; with ``stop``, cancel it and raise :class:`Stopped` once set."""
@@ -361,6 +373,8 @@ class Runner:
         return self.loop.run_until_complete(_until_stop(coro, stop))
 
     def close(self) -> None:
+        import asyncio
+
         loop = self.loop
         if loop.is_closed():
             return
@@ -376,6 +390,8 @@ class Runner:
 
 
 async def _until_stop(coro: Awaitable[T], stop: threading.Event) -> T:
+    import asyncio
+
     task = asyncio.ensure_future(coro)
     while True:
         done, _ = await asyncio.wait({task}, timeout=STOP_POLL_S)

@@ -33,7 +33,6 @@ keeps its last listing (its capture then says why it cannot connect).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -451,6 +450,8 @@ def _ask_all(remotes: Sequence[Remote], timeout: float) -> dict[str, list[Remote
     except UserError:
         return {}
 
+    import asyncio
+
     async def one(remote: Remote) -> list[RemoteVM] | None:
         try:
             return await asyncio.wait_for(discover_remote(remote, timeout), timeout)
@@ -485,6 +486,8 @@ def find_remote_vm(
         if vm.interface == interface:
             return next(r for r in owners if r.name == vm.remote), vm
     remote = owners[0]
+    import asyncio
+
     loop = asyncio.new_event_loop()
     try:
         vms = loop.run_until_complete(discover_remote(remote, CAPTURE_TIMEOUT_S))
