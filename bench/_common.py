@@ -8,17 +8,21 @@ import sys
 import time
 from pathlib import Path
 
-GEN = Path(os.environ.get("SWTPM_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus") / "gen-big-log.py"
-FLOOR = Path(os.environ.get("SWTPM_FLOOR") or Path(__file__).resolve().parents[2] / "shared" / "floor.py")
+BENCH = Path(__file__).resolve().parent
+#: the project's own big-log generator and speed floor: nothing outside the checkout is read
+GEN = BENCH / "gen_big_log.py"
+FLOOR = BENCH / "floor.py"
+#: the real swtpm logs of the test suite
+CORPUS = BENCH.parent / "tests" / "data" / "corpus"
 PREFIX = "[id=1732600000] "
 
 
 def big_log(path: Path, mb: int, *, prefix: str | None = PREFIX, port: int = 2621) -> Path:
-    """A real swtpm log of ``mb`` MiB made by gen-big-log.py (reused when already there)."""
+    """A real swtpm log of ``mb`` MiB made by gen_big_log.py (reused when already there)."""
     if path.exists() and path.stat().st_size >= mb * (1 << 20):
         return path
     cmd = [sys.executable, str(GEN), "--log", str(path), "--mb", str(mb), "--seed", "1",
-           "--port", str(port), "--ctrl-port", str(port + 1)]
+           "--port", str(port)]
     if prefix:
         cmd += ["--prefix", prefix]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: a 200 MB swtpm log backlog streamed through ``tshark -i`` (replay mode).
 
-The log (default: a real one made by gen-big-log.py, 200 MiB, Proxmox
+The log (default: a real one made by bench/gen_big_log.py, 200 MiB, Proxmox
 prefix; or the LOG given) is put behind a settings-file glob as
 ``swtpm-big``, swtpm-extcap is installed into a temporary ``$HOME`` with the
 real install.sh (or, with ``--checkout``, a launcher that runs this checkout),

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: ``swtpm-extcap convert`` against the speed floor on the same big log.
 
-Runs ../shared/floor.py and ``python -m swtpm_extcap convert`` alternately on a
-real swtpm log made by gen-big-log.py (default 200 MiB, with a Proxmox prefix
+Runs bench/floor.py and ``python -m swtpm_extcap convert`` alternately on a
+real swtpm log made by bench/gen_big_log.py (default 200 MiB, with a Proxmox prefix
 and without one, as libvirt writes it), and
 reports MB/s, the time ratio to the floor (target <= 1.5) and the peak RSS of
 the converter (target <= 64 MB whatever the log size). A smaller log is

@@ -39,8 +39,7 @@ sys.path.insert(0, str(REPO))
 from swtpm_extcap.config import load_config  # noqa: E402
 from swtpm_extcap.discovery import discover  # noqa: E402
 
-CORPUS = Path(os.environ.get("SWTPM_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus")
-LOG = CORPUS / "proxmox-104-qemu-transport-swtpm.log"
+LOG = REPO / "tests" / "data" / "corpus" / "proxmox-104-qemu-transport-swtpm.log"
 
 
 def fake_host(root: Path, vms: int) -> Path:

@@ -11,19 +11,18 @@ usage: bench/bench_scapy.py [LOG]   (default: the corpus' proxmox-103 log)
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 from scapy.layers.inet import IP, TCP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 
 from swtpm_extcap.frames import CLIENT_PORT_BASE, TPM_PORT, build_frame  # noqa: E402
 from swtpm_extcap.logparse import Kind, Record, parse_bytes  # noqa: E402
 
-CORPUS = Path(os.environ.get("SWTPM_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus")
 
 
 def scapy_frame(sport: int, dport: int, seq: int, ack: int, payload: bytes) -> bytes:
@@ -37,7 +36,7 @@ def scapy_frame(sport: int, dport: int, seq: int, ack: int, payload: bytes) -> b
 
 
 def main() -> None:
-    log = Path(sys.argv[1]) if len(sys.argv) > 1 else CORPUS / "proxmox-103-swtpm.log"
+    log = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "tests" / "data" / "corpus" / "proxmox-103-swtpm.log"
     records = [e for e in parse_bytes(log.read_bytes()) if isinstance(e, Record) and e.kind.is_tpm]
     jobs = []
     cseq, sseq = 1000, 5000

@@ -23,6 +23,7 @@ start-up never fails because of it; the capture path reports it.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ EXAMPLE = '[local]\nglobs = ["/srv/vms/*/swtpm.log"]'
 PROXMOX_DIR = "/run/qemu-server"
 PVE_CONF_DIR = "/etc/pve/qemu-server"
 LIBVIRT_DIR = "/var/log/swtpm/libvirt/qemu"
+#: a settings file is a few lines; anything larger is not one (``/dev/zero``, a log)
+MAX_CONFIG_BYTES = 1 << 20
 
 _FOLDER = "an absolute folder path as a string, e.g. {} = {!r}"
 _LOCAL_KEYS = {
@@ -111,7 +114,7 @@ def load_config(
     explicit = path is not None or bool(env.get(ENV_VAR, ""))
     where = Path(path) if path is not None else config_path(env)
     try:
-        data = where.read_bytes()
+        data = _read_settings(where)
     except FileNotFoundError:
         if not explicit:
             return Config(path=None)
@@ -119,10 +122,39 @@ def load_config(
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return Config(path=where, error=f"cannot read config file {where}: {reason}")
+    except ConfigError as exc:
+        return Config(path=where, error=str(exc))
     try:
         return parse_config(data, where, home=_home(env))
     except ConfigError as exc:
         return Config(path=where, error=str(exc))
+
+
+def _read_settings(where: Path) -> bytes:
+    """The file's bytes: a regular file of at most :data:`MAX_CONFIG_BYTES`.
+
+    Opened without blocking (a fifo at the path must not hang the listing)
+    and checked on the open descriptor, then read no further than the limit."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(where, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(
+                f"config file {where} is not a regular file; point {ENV_VAR} at a TOML file"
+            )
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {where} is {st.st_size} bytes, more than a settings file holds"
+                f" ({MAX_CONFIG_BYTES} at most); point {ENV_VAR} at a TOML file"
+            )
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the check
+        raise ConfigError(f"config file {where} is larger than {MAX_CONFIG_BYTES} bytes")
+    return data
 
 
 def parse_config(data: bytes | str, source: Path, *, home: Path | None = None) -> Config:

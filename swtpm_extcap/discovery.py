@@ -13,7 +13,7 @@ Sources, in listing order (names are unique; the order is stable):
 4. ``swtpm-demo``: the bundled demo log (:func:`demo_log_path`), always last.
 
 A log the user may not read (say root-owned, mode 0600) is still listed, with
-``readable=False``; :func:`permission_hint` says how to fix that.
+``readable=False``; its source's ``explain()`` says how to fix that.
 
 Names of logs found by a glob
 -----------------------------
@@ -48,24 +48,27 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from .config import Config
-from .errors import UserError
+from .demo import DEMO_DISPLAY, DEMO_NAME, demo_log_path
+from .errors import UserError, printable
+from .sources import LogLocation
 
-if TYPE_CHECKING:
-    from importlib.resources.abc import Traversable
+__all__ = ["DEMO_NAME", "Interface", "demo_log_path", "discover", "find_interface"]
 
 PREFIX = "swtpm-"
-DEMO_NAME = "swtpm-demo"
-DEMO_FILE = "demo-swtpm.log"
 HASH_DIGITS = 8
+#: the listing stops a glob after this many matches in all, or after this long:
+#: a pattern such as ``/*/*/*/*/*`` must not hang Wireshark's start-up
+MAX_GLOB_MATCHES = 1000
+MAX_GLOB_SECONDS = 2.0
 
-Kind = Literal["proxmox", "libvirt", "glob", "demo"]
+#: where a log was found (not to be confused with logparse.Kind, a record's kind)
+Origin = Literal["proxmox", "libvirt", "glob", "demo"]
 
 _PROXMOX_LOG = re.compile(r"(\d+)-swtpm\.log")
 _LIBVIRT_LOG = re.compile(r"(.+)-swtpm\.log", re.DOTALL)
@@ -77,21 +80,26 @@ _DISPLAY_UNSAFE = re.compile(r"[\x00-\x1f\x7f{}]")
 
 @dataclass(frozen=True)
 class Interface:
-    """One capture interface: a log file that may or may not be readable by us."""
+    """One capture interface: a log that may or may not be readable by us."""
 
     name: str  # "swtpm-103": what tshark -i takes
     display: str  # "SWTPM VM 103 (web01)": what Wireshark shows
-    path: Path
-    kind: Kind
+    location: LogLocation  # where the log is: a local path (a remote one later)
+    origin: Origin
     vm_id: str  # Proxmox vmid, libvirt domain, glob key, or "demo"
     vm_name: str | None  # Proxmox name: line, libvirt domain, else None
     readable: bool
+
+    @property
+    def path(self) -> Path:
+        """The log's path on its host."""
+        return Path(self.location.path)
 
 
 @dataclass(frozen=True)
 class _Found:
     path: str
-    kind: Kind
+    origin: Origin
     vm_id: str
     vm_name: str | None
     key: str  # sanitized, before the collision rule
@@ -104,8 +112,12 @@ def discover(
     proxmox_dir: str | os.PathLike[str] | None = None,
     pve_conf_dir: str | os.PathLike[str] | None = None,
     libvirt_dir: str | os.PathLike[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[Interface]:
     """List the interfaces, Proxmox by vmid, then libvirt, then globs, then the demo.
+
+    The globs stop after :data:`MAX_GLOB_MATCHES` matches or
+    :data:`MAX_GLOB_SECONDS`; ``notes`` (if given) then gets one line that says so.
 
     The folders default to the settings (``config.proxmox_dir`` etc., whose
     defaults are ``/run/qemu-server``, ``/etc/pve/qemu-server`` and
@@ -130,15 +142,18 @@ def discover(
 
     libvirt = sorted(_libvirt(os.fspath(libvirt_dir), seen), key=lambda f: f.vm_id)
     out.extend(_name_all(libvirt, taken))
-    out.extend(_name_all(list(_globbed(config.globs, seen)), taken))
+    globbed = _Globbed(config.globs, seen)
+    out.extend(_name_all(list(globbed), taken))
+    if globbed.cut is not None and notes is not None:
+        notes.append(globbed.cut + f"; narrow the [local] globs in {config.path}")
 
     demo = demo_log_path()
     out.append(
         Interface(
             name=DEMO_NAME,
-            display="SWTPM demo (bundled real log of two VM boots, replayed)",
-            path=demo,
-            kind="demo",
+            display=DEMO_DISPLAY,
+            location=LogLocation(str(demo)),
+            origin="demo",
             vm_id="demo",
             vm_name=None,
             readable=os.access(demo, os.R_OK),
@@ -185,57 +200,6 @@ def find_interface(
     if config.error is not None:
         msg += f"; also, the settings file was skipped: {config.error}"
     raise UserError(msg)
-
-
-def permission_hint(interface: Interface) -> str:
-    """One line: why ``interface``'s log cannot be read and the ways to fix it."""
-    path = interface.path
-    try:
-        st = os.stat(path)
-        detail = f"{_user_name(st.st_uid)}, mode {st.st_mode & 0o7777:04o}"
-    except OSError as exc:
-        detail = exc.strerror or type(exc).__name__
-    from shlex import quote
-
-    user = _user_name(os.geteuid()) if hasattr(os, "geteuid") else "$USER"
-    return (
-        f"cannot read {path} ({detail}): run Wireshark's capture as root,"
-        f" grant read access (setfacl -m u:{user}:r {quote(str(path))};"
-        " redo it whenever the file is created anew, e.g. after a host reboot),"
-        f" or stream it as root: sudo tail -c +1 -F {quote(str(path))}"
-        f" | {quote(sys.executable)} -m swtpm_extcap convert - -o - | wireshark -k -i -"
-    )
-
-
-def demo_log_path() -> Path:
-    """The bundled demo log (package data), as a real file even from a zipped install."""
-    beside = Path(__file__).parent / "data" / DEMO_FILE
-    if beside.is_file():  # checkout or unpacked wheel: skip importlib.resources (~4 ms)
-        return beside
-    from importlib.resources import files
-
-    resource = files(__package__ or "swtpm_extcap") / "data" / DEMO_FILE
-    if isinstance(resource, Path):
-        return resource
-    return _extracted(resource)  # pragma: no cover - zip imports only
-
-
-_EXTRACTED: list[Path] = []
-
-
-def _extracted(resource: Traversable) -> Path:  # pragma: no cover - zip imports only
-    """Copy a resource out of a zip once per process (removed at exit)."""
-    if not _EXTRACTED:
-        import atexit
-        import shutil
-        import tempfile
-
-        tmp = tempfile.mkdtemp(prefix="swtpm-extcap-")
-        atexit.register(shutil.rmtree, tmp, True)
-        target = Path(tmp) / DEMO_FILE
-        target.write_bytes(resource.read_bytes())
-        _EXTRACTED.append(target)
-    return _EXTRACTED[0]
 
 
 def sanitize(text: str) -> str:
@@ -300,17 +264,66 @@ def _libvirt(folder: str, seen: set[tuple[int, int]]) -> Iterator[_Found]:
         yield _Found(entry.path, "libvirt", domain, domain, sanitize(domain), display)
 
 
-def _globbed(patterns: Iterable[str], seen: set[tuple[int, int]]) -> Iterator[_Found]:
-    import glob
+class _Globbed:
+    """The matches of the ``[local] globs``, bounded in number and time; ``cut``
+    says why the listing stopped early (None: it did not).
 
-    for pattern in patterns:
-        for path in sorted(glob.glob(pattern)):
-            if not _new_file(path, seen):
-                continue
-            key = glob_key(pattern, path)
-            path = os.path.abspath(path)
-            display = _safe_display(f"SWTPM {key} ({path})")
-            yield _Found(path, "glob", key, None, key, display)
+    The patterns are expanded in a daemon thread, so that the time bound holds
+    even while a pattern walks a large tree without a match; a thread left
+    behind stops at its next match."""
+
+    def __init__(self, patterns: Iterable[str], seen: set[tuple[int, int]]) -> None:
+        self.patterns = tuple(patterns)
+        self.seen = seen
+        self.cut: str | None = None
+
+    def __iter__(self) -> Iterator[_Found]:
+        matches = self._expand()
+        for pattern, paths in matches:
+            for path in sorted(paths):
+                if not _new_file(path, self.seen):
+                    continue
+                key = glob_key(pattern, path)
+                path = os.path.abspath(path)
+                display = _safe_display(f"SWTPM {key} ({path})")
+                yield _Found(path, "glob", key, None, key, display)
+
+    def _expand(self) -> list[tuple[str, list[str]]]:
+        if not self.patterns:
+            return []
+        import glob
+        import threading
+
+        found: list[tuple[str, list[str]]] = [(p, []) for p in self.patterns]
+        enough = threading.Event()  # set by either side: stop expanding
+        done = threading.Event()
+        over: list[bool] = []
+
+        def expand() -> None:
+            left = MAX_GLOB_MATCHES
+            try:
+                for pattern, paths in found:
+                    for path in glob.iglob(pattern):
+                        if enough.is_set():
+                            return
+                        if left <= 0:
+                            over.append(True)
+                            return
+                        paths.append(path)
+                        left -= 1
+            finally:
+                done.set()
+
+        threading.Thread(target=expand, name="glob", daemon=True).start()
+        finished = done.wait(MAX_GLOB_SECONDS)
+        enough.set()
+        if over or not finished:
+            count = sum(len(paths) for _, paths in found)
+            self.cut = (
+                f"SWTPM listing cut at {count} glob matches"
+                f" ({MAX_GLOB_MATCHES} at most, {MAX_GLOB_SECONDS:g} s at most)"
+            )
+        return [(pattern, list(paths)) for pattern, paths in found]
 
 
 def _name_all(found: list[_Found], taken: set[str]) -> Iterator[Interface]:
@@ -341,8 +354,8 @@ def _interface(found: _Found, name: str) -> Interface:
     return Interface(
         name=name,
         display=found.display,
-        path=Path(found.path),
-        kind=found.kind,
+        location=LogLocation(found.path),
+        origin=found.origin,
         vm_id=found.vm_id,
         vm_name=found.vm_name,
         readable=os.access(found.path, os.R_OK),
@@ -389,14 +402,6 @@ def _pve_name(conf: str) -> str | None:
 
 
 def _safe_display(text: str) -> str:
-    """No braces or control characters: the extcap list format uses ``{...}``."""
-    return _DISPLAY_UNSAFE.sub("?", text)
-
-
-def _user_name(uid: int) -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return str(uid)
+    """No braces or control characters: the extcap list format uses ``{...}``;
+    a file name's bytes that are not UTF-8 shown as ``\\xff``."""
+    return _DISPLAY_UNSAFE.sub("?", printable(text))

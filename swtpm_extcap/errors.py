@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+PROG = "swtpm-extcap"
+
 
 class UserError(Exception):
     """A failure the user can fix; its message says what was wrong and how to fix it."""
@@ -13,3 +18,56 @@ class UsageError(UserError):
     """Bad command-line arguments or options."""
 
     exit_code = 2
+
+
+def printable(text: str | os.PathLike[str]) -> str:
+    """``text`` safe to print and to store as UTF-8: a byte of a file name that is
+    not UTF-8 (held as a lone surrogate, Python's ``surrogateescape``) becomes
+    ``\\xff``; a lone surrogate that is no such byte becomes ``\\udc..``."""
+    text = os.fspath(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape" if _only_escaped_bytes(text) else "backslashreplace")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _only_escaped_bytes(text: str) -> bool:
+    return all(not 0xD800 <= ord(ch) <= 0xDFFF or 0xDC80 <= ord(ch) <= 0xDCFF for ch in text)
+
+
+def reason(exc: OSError) -> str:
+    """What the OS said, e.g. ``No space left on device``."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def error_line(exc: UserError) -> str:
+    """The one stderr line of a user error."""
+    return f"{PROG}: {printable(str(exc))}\n"
+
+
+def say(line: str) -> None:
+    """Write one line to stderr, if there is a stderr."""
+    err = sys.stderr
+    if err is None:
+        return
+    try:
+        err.write(line)
+        err.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def silence_stdout() -> None:
+    """After a failed write to stdout: point it at /dev/null, so that Python's
+    flush at exit does not print a second error."""
+    out = sys.stdout
+    if out is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

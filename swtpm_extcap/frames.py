@@ -3,8 +3,14 @@
 The encapsulation follows swtpm's own ``--pcap``: Ethernet with zero MAC
 addresses, IPv4 127.0.0.1 -> 127.0.0.1, TCP to the TPM server port 2321 from a
 client port above it (so Wireshark's TPM dissector takes client -> 2321 as a
-request). The control channel goes to :data:`CTRL_PORT`, which no Wireshark
-dissector claims, so a control message can never show up as a TPM frame.
+request). The control channel goes to :data:`CTRL_PORT`, and hex found outside
+any record (:attr:`Kind.STRAY`) to :data:`STRAY_PORT`; no Wireshark dissector
+claims either, so neither can show up as a TPM frame.
+
+A TPM frame whose payload is not exactly one TPM message by the size field
+of the TPM header (part of one, the rest of one, or several) says so in its
+comment (``partial: 10 of 22 bytes of TPM command 0x0000017A``), so a frame
+Wireshark decodes oddly carries the reason.
 
 Time is passed in: ``frames(event, now_us)`` stamps a frame with ``now_us``
 (live capture) or, with ``None``, with a synthetic clock that starts a run at
@@ -20,6 +26,8 @@ from .logparse import Event, Kind, Record, RunStart
 
 TPM_PORT = 2321
 CTRL_PORT = 2323
+#: hex lines outside any record: their own stream, never decoded as TPM
+STRAY_PORT = 2324
 CLIENT_PORT_BASE = 50000
 STEP_US = 1000
 #: the largest TCP payload in one IPv4 packet (65535 - 20 - 20)
@@ -31,6 +39,16 @@ LOOPBACK = b"\x7f\x00\x00\x01"
 #: the control channel's address: Wireshark's LBMSRS heuristic claims any TCP
 #: payload from 127.0.0.1 by default, so control messages use 127.0.0.2
 CTRL_ADDR = b"\x7f\x00\x00\x02"
+STRAY_ADDR = b"\x7f\x00\x00\x03"
+#: notes (defects outside records, empty records) kept for one frame's comment
+MAX_NOTES = 16
+#: the pcapng comment option holds at most this many bytes (its length is 16 bits)
+MAX_COMMENT = 0xFFFF
+#: TPM header tags: TPM 2.0 (no sessions, sessions), TPM 1.2 (request/response,
+#: no auth, auth1, auth2)
+TPM_TAGS = frozenset({0x8001, 0x8002, 0x00C1, 0x00C2, 0x00C3, 0x00C4, 0x00C5, 0x00C6})
+#: a size field above this is no TPM header (swtpm's buffer is 4 KiB)
+MAX_TPM_MESSAGE = 0x10000
 
 # 14 bytes Ethernet (zero MACs, IPv4), 20 bytes IPv4, 20 bytes TCP, in one pack:
 # Ethernet + version/TOS | total length | id, DF, TTL, proto | IP checksum |
@@ -100,7 +118,9 @@ def build_frame(
 class _Conversation:
     """One simulated TCP connection: client port -> server port."""
 
-    __slots__ = ("client", "server", "addr", "cseq", "sseq", "open", "last_line", "up", "down")
+    __slots__ = (
+        "client", "server", "addr", "cseq", "sseq", "open", "last_line", "up", "down", "rest", "total", "what", "pending"
+    )
 
     def __init__(self, client: int, server: int, addr: bytes, isn: int) -> None:
         self.client = client
@@ -112,6 +132,11 @@ class _Conversation:
         self.last_line = 0
         self.up = _Direction(addr, client, server, PSH | ACK)
         self.down = _Direction(addr, server, client, PSH | ACK)
+        # a TPM message begun in an earlier segment, per direction (0: to the server)
+        self.rest = [0, 0]  # bytes still to come
+        self.total = [0, 0]  # its size
+        self.what = ["", ""]  # what it is, for a comment
+        self.pending = False  # either rest is not 0
 
     def data(self, to_server: bool, payload: bytes) -> bytes:
         """A PSH|ACK segment carrying ``payload``; advances that side's sequence number."""
@@ -131,8 +156,87 @@ class _Conversation:
 
 
 _TPM_KINDS = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
-_TO_SERVER = (Kind.TPM_COMMAND, Kind.CTRL_COMMAND)
+_TO_SERVER = tuple(kind for kind in Kind if kind.to_server)
 _LABEL_OF = {kind: kind.value for kind in Kind}
+
+
+class _SizeFields(dict[int, bytes]):
+    """A TPM header's size field for a payload size, made on first use."""
+
+    def __missing__(self, size: int) -> bytes:
+        field = self[size] = size.to_bytes(4, "big")
+        return field
+
+
+_SIZE_FIELDS = _SizeFields()
+
+
+def _length(declared: int | None) -> str:
+    return "length unknown" if declared is None else f"length {declared}"
+
+
+def _tpm_what(header: bytes, command: bool) -> str:
+    """A TPM message named by its header (tag, size, code)."""
+    if len(header) < 10:
+        return "a TPM command" if command else "a TPM response"
+    code = int.from_bytes(header[6:10], "big")
+    return f"TPM command 0x{code:08X}" if command else f"TPM response (code 0x{code:08X})"
+
+
+def message_note(conv: _Conversation, command: bool, data: bytes) -> str:
+    """What ``data`` holds by the TPM headers' size fields when it is not exactly
+    one TPM message: the rest of one begun before, part of one, several.
+    Updates what ``conv`` expects next in that direction; "" for one whole message."""
+    side = 0 if command else 1
+    other = 1 - side
+    conv.rest[other] = 0  # an answer (or the next command) ends what the other side began
+    size = len(data)
+    parts: list[str] = []
+    pos = 0
+    rest = conv.rest[side]
+    if rest:
+        conv.rest[side] = 0
+        head = data[:10]
+        if not (
+            size >= 10
+            and int.from_bytes(head[:2], "big") in TPM_TAGS
+            and int.from_bytes(head[2:6], "big") == size
+        ):  # not itself one whole message: the rest of the one begun before
+            take = min(rest, size)
+            total = conv.total[side]
+            done = total - rest + take
+            parts.append(f"continued: bytes {done - take + 1}-{done} of {total} of {conv.what[side]}")
+            pos = take
+            if take < rest:
+                conv.rest[side] = rest - take
+    whole = 0
+    while pos < size and len(parts) < 4:
+        head = data[pos : pos + 10]
+        if len(head) < 6:
+            parts.append(f"{len(head)} bytes, too few for a TPM header")
+            break
+        tag = int.from_bytes(head[:2], "big")
+        length = int.from_bytes(head[2:6], "big")
+        if tag not in TPM_TAGS or not 10 <= length <= MAX_TPM_MESSAGE:
+            parts.append(f"{size - pos} bytes that do not start with a TPM header")
+            break
+        what = _tpm_what(head, command)
+        if length > size - pos:
+            parts.append(f"partial: {size - pos} of {length} bytes of {what}")
+            conv.rest[side], conv.total[side], conv.what[side] = length - (size - pos), length, what
+            break
+        whole += 1
+        parts.append(f"{what}, {length} bytes")
+        pos += length
+    else:
+        if pos < size:
+            parts.append(f"{size - pos} more bytes")
+    conv.pending = bool(conv.rest[0] or conv.rest[1])
+    if whole == 1 and len(parts) == 1:
+        return ""  # one whole message (reached when its size field was not checked first)
+    if whole > 1:
+        parts.insert(0, f"holds {whole} TPM messages")
+    return "TPM payload: " + "; ".join(parts)
 
 
 class Framer:
@@ -148,7 +252,9 @@ class Framer:
         self._run_note = ""
         self._tpm: _Conversation | None = None
         self._ctl: _Conversation | None = None
+        self._odd: _Conversation | None = None  # stray hex
         self._notes: list[str] = []
+        self._notes_left_out = 0
 
     # -- clock ----------------------------------------------------------------
 
@@ -173,18 +279,23 @@ class Framer:
         tpm_kinds = _TPM_KINDS
         to_server = _TO_SERVER
         labels = _LABEL_OF
+        stray = Kind.STRAY
+        sizes = _SIZE_FIELDS
         for event in events:
             if type(event) is not Record:
                 if type(event) is RunStart:
                     out += self._run_start(event, now_us)
                 else:
-                    self._notes.append(f"swtpm log defect: {event}")
+                    self._note(f"swtpm log defect: {event}")
                 continue
             kind, data, line, run, declared, defects, last_line = event
             if run != self._run:  # a stream that starts without a RunStart
                 self._run_start(RunStart(run, line, None, None, "first record"), now_us)
-            if kind in tpm_kinds:
+            tpm = kind in tpm_kinds
+            if tpm:
                 conv = self._tpm
+            elif kind is stray:
+                conv = self._odd
             elif self.ctrl:
                 conv = self._ctl
             else:
@@ -192,7 +303,7 @@ class Framer:
             assert conv is not None
             if not data:
                 note = f"empty record at swtpm log line {line}: {kind.value}"
-                self._notes.append(note + "".join(f"; swtpm log defect: {d}" for d in defects))
+                self._note(note + "".join(f"; swtpm log defect: {d}" for d in defects))
                 continue
             if len(data) > MAX_SEGMENT:
                 out += self._oversized(conv, event, now_us)
@@ -200,8 +311,18 @@ class Framer:
             if not conv.open:
                 out += self._handshake(conv, now_us, line)
             conv.last_line = last_line or line
-            pkt = conv.data(kind in to_server, data)
-            comment = f"swtpm log line {line}: {labels[kind]} length {declared}"
+            up = kind in to_server
+            if tpm and (conv.pending or data[2:6] != sizes[len(data)]):
+                note = message_note(conv, up, data)
+            else:
+                note = ""
+            pkt = conv.data(up, data)
+            if declared is None:
+                comment = f"swtpm log line {line}: {labels[kind]}, {_length(declared)}"
+            else:
+                comment = f"swtpm log line {line}: {labels[kind]} length {declared}"
+            if note:
+                comment += "\n" + note
             if defects:
                 comment += "".join(f"\nswtpm log defect: {d}" for d in defects)
             if self._notes:
@@ -223,7 +344,7 @@ class Framer:
             piece = rec.data[offset : offset + MAX_SEGMENT]
             pkt = conv.data(rec.kind in _TO_SERVER, piece)
             comment = (
-                f"swtpm log line {rec.line}: {rec.kind.value} length {rec.declared},"
+                f"swtpm log line {rec.line}: {rec.kind.value} {_length(rec.declared)},"
                 f" part {number} of {len(parts)} ({len(rec.data)} bytes do not fit one IPv4 packet)"
             )
             if number == 1:
@@ -236,7 +357,7 @@ class Framer:
     def close(self, now_us: int | None = None, line: int = 0) -> list[Frame]:
         """End of capture: close the open conversations with a FIN exchange."""
         out: list[Frame] = []
-        for conv in (self._tpm, self._ctl):
+        for conv in (self._tpm, self._ctl, self._odd):
             if conv is not None and conv.open:
                 out += self._fin(conv, now_us, line or conv.last_line)
         return out
@@ -251,18 +372,29 @@ class Framer:
         isn = (event.run + 1) * 0x01000000 & 0xFFFFFFFF
         self._tpm = _Conversation(port, TPM_PORT, LOOPBACK, isn)
         self._ctl = _Conversation(port, CTRL_PORT, CTRL_ADDR, isn)
+        self._odd = _Conversation(port, STRAY_PORT, STRAY_ADDR, isn)
         self._run_note = f"swtpm run {event.run + 1} from log line {event.line} ({event.reason})"
         return out
+
+    def _note(self, note: str) -> None:
+        """A note for the next frame's comment: the first MAX_NOTES kept, the rest counted."""
+        if len(self._notes) < MAX_NOTES:
+            self._notes.append(note)
+        else:
+            self._notes_left_out += 1
 
     def _with_notes(self, comment: str) -> str:
         if not self._notes:
             return comment
         notes, self._notes = self._notes, []
+        if self._notes_left_out:
+            notes.append(f"swtpm log: {self._notes_left_out} more defects before this frame left out")
+            self._notes_left_out = 0
         return "\n".join([comment, *notes])
 
     def _handshake(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = True
-        what = "TPM" if conv.server == TPM_PORT else "control channel"
+        what = {TPM_PORT: "TPM", CTRL_PORT: "control channel"}.get(conv.server, "stray hex")
         note = f"{self._run_note}; {what} connection opened for log line {line}"
         syn = conv.control(True, SYN, conv.cseq, 0)
         conv.cseq = (conv.cseq + 1) & 0xFFFFFFFF

@@ -13,164 +13,122 @@ Everything else (libtpms traces, ``IsEnEnabled(...)``, ``Tested: ...``,
 swtpm_setup output, blank lines) is skipped. Damage inside a record is
 reported as a :class:`Defect` with its line number, carried in that record's
 ``defects``; the record is still emitted with the bytes that are there.
-Damage outside any record is a :class:`Defect` event of its own.
+Damage outside any record is a :class:`Defect` event of its own, except hex
+lines outside any record: they come out as a :class:`Record` of kind
+:attr:`Kind.STRAY` (never a TPM message), flagged.
+
+Lines end at LF, CRLF or a lone CR. Whatever the input, memory is bounded:
+a line is read up to :data:`MAX_LINE` characters, a record keeps up to
+:data:`MAX_RECORD` bytes, a record carries up to :data:`MAX_DEFECTS` defects
+of its lines and one that counts the rest. Each of these cuts is a defect.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-#: a partial line longer than this is taken as a line of its own (swtpm's are < 100)
+from .logevents import LABELS as LABELS
+from .logevents import Defect as Defect
+from .logevents import DefectKind as DefectKind
+from .logevents import Event as Event
+from .logevents import Kind as Kind
+from .logevents import Record as Record
+from .logevents import RunStart as RunStart
+from .loglayout import HeaderMatch, any_header, hex_block, line_ends, prefixed_header, show
+
+#: a line longer than this is read up to here, the rest skipped (swtpm's are < 100)
 MAX_LINE = 1 << 20
+#: bytes kept of one record or one run of stray hex (swtpm's buffer is 4 KiB)
+MAX_RECORD = 1 << 20
+#: defects of a record's lines (junk, overlong lines) kept; the rest are counted
+MAX_DEFECTS = 8
+#: longest prefix the fast path handles (a real one is ~20 characters)
+MAX_FAST_PREFIX = 1024
 #: control channel command that (re)initialises the TPM: CMD_INIT
 CTRL_CMD_INIT = b"\x00\x00\x00\x02"
 
 _PROXMOX_EPOCH = re.compile(r"\[id=(\d{1,12})\]")
-_HEADER = re.compile(
-    r"^(?P<prefix>.*?) (?P<label>SWTPM_IO_Read|SWTPM_IO_Write|Ctrl Cmd|Ctrl Rsp Continued|Ctrl Rsp):"
-    r" (?:length (?P<length>\S+)|(?P<null>null))\s*$"
-)
 
 
-class Kind(enum.Enum):
-    """What a record is: direction and channel."""
-
-    TPM_COMMAND = "SWTPM_IO_Read"
-    TPM_RESPONSE = "SWTPM_IO_Write"
-    CTRL_COMMAND = "Ctrl Cmd"
-    CTRL_RESPONSE = "Ctrl Rsp"
-    CTRL_CONTINUED = "Ctrl Rsp Continued"
-
-    # members are singletons: identity hashing is correct and, unlike Enum's
-    # own __hash__ (Python code), costs nothing in the per-record dict lookups
-    __hash__ = object.__hash__
-
-    @property
-    def is_tpm(self) -> bool:
-        return self is Kind.TPM_COMMAND or self is Kind.TPM_RESPONSE
-
-    @property
-    def to_server(self) -> bool:
-        """True for client -> swtpm (commands), False for swtpm -> client."""
-        return self is Kind.TPM_COMMAND or self is Kind.CTRL_COMMAND
-
-
-_LABELS = {kind.value: kind for kind in Kind}
-
-
-class DefectKind(str, enum.Enum):
-    """The kinds of damage the parser reports."""
-
-    SHORT = "short"  # fewer bytes than the header says, then another line
-    LONG = "long"  # more bytes than the header says
-    CUT = "cut"  # the input ended inside a record
-    JUNK = "junk"  # a line inside a record that is not hex
-    STRAY = "stray"  # hex data outside any record
-    BAD_HEADER = "bad-header"  # a record header with an unreadable length
-
-
-@dataclass(frozen=True, slots=True)
-class Defect:
-    """One piece of damage, at a 1-based line of the log."""
-
-    line: int
-    kind: DefectKind
-    detail: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.kind.value}: {self.detail}"
-
-
-@dataclass(frozen=True, slots=True)
-class RunStart:
-    """A new swtpm run (process start or TPM power-on) begins here."""
-
-    run: int
-    line: int
-    prefix: str | None
-    epoch: int | None
-    reason: str
-
-
-class Record(NamedTuple):
-    """One ``read()`` or ``write()`` by swtpm, exactly as logged.
-
-    A NamedTuple rather than a frozen dataclass: a 200 MB log has ~500,000
-    records, and a frozen dataclass costs four times as much to build.
-    """
-
-    kind: Kind
-    data: bytes
-    line: int
-    run: int
-    declared: int
-    defects: tuple[Defect, ...] = ()
-    last_line: int = 0
-
-    @property
-    def intact(self) -> bool:
-        """The logged bytes are all there: as many as the header says."""
-        return len(self.data) == self.declared and not any(
-            d.kind in _DAMAGE for d in self.defects
-        )
-
+_HEADER = any_header(LABELS)
 
 # Record((...)) without the generated __new__: half the cost, same object
 _new_record = functools.partial(tuple.__new__, Record)
 
-_DAMAGE = frozenset({DefectKind.SHORT, DefectKind.LONG, DefectKind.CUT, DefectKind.STRAY})
-
-Event = RunStart | Record | Defect
-
 
 @dataclass(slots=True)
 class _Open:
+    """A record (or a run of stray hex) still taking lines."""
+
     kind: Kind
     line: int
-    declared: int
+    declared: int | None
     chunks: list[bytes] = field(default_factory=list)
-    got: int = 0
+    got: int = 0  # bytes seen
+    kept: int = 0  # bytes in chunks (at most MAX_RECORD)
     defects: list[Defect] = field(default_factory=list)
+    omitted: int = 0  # defects of its lines beyond MAX_DEFECTS
     last_line: int = 0
+    over: int = 0  # the line where it passed its declared length (0: not yet)
+
+    def add(self, chunk: bytes, n: int) -> None:
+        """One hex line's bytes; beyond MAX_RECORD they are only counted."""
+        self.got += len(chunk)
+        self.last_line = n
+        if self.kept < MAX_RECORD:
+            if self.kept + len(chunk) > MAX_RECORD:
+                chunk = chunk[: MAX_RECORD - self.kept]
+            self.chunks.append(chunk)
+            self.kept += len(chunk)
+
+    def flag(self, n: int, kind: DefectKind, detail: str) -> None:
+        """A defect of one of its lines: the first MAX_DEFECTS kept, the rest counted."""
+        if len(self.defects) < MAX_DEFECTS:
+            self.defects.append(Defect(n, kind, detail))
+        else:
+            self.omitted += 1
 
 
 class LogParser:
     """Incremental swtpm log parser.
 
     ``feed(data)`` takes any chunk of the log (a partial last line is held back
-    until its newline arrives); ``close()`` ends the input. Both return the
-    events completed so far, in log order.
+    until its line end arrives); ``close()`` ends the input. Both return the
+    events completed so far, in log order. The events do not depend on how
+    the input is cut into chunks.
 
     Runs: a change of the log prefix starts a new run (Proxmox writes a new
     ``[id=<epoch>] `` at each VM start). A log without a prefix has no such
     marker; there a control-channel CMD_INIT that follows TPM traffic starts a
     new run (the TPM was powered on again).
+
+    A record takes the hex lines under its header until it has its declared
+    length; one that passes it (its last line has too many bytes) takes every
+    hex line that follows, up to the next line that is not one, as one
+    record flagged ``long``. Hex lines outside any record are one
+    :attr:`Kind.STRAY` record per run of them.
     """
 
     def __init__(self) -> None:
         self._tail = b""
-        self._overlong = False
+        self._overlong = False  # skipping the rest of a line longer than MAX_LINE
         self._lineno = 0
         self._prefix = ""
         self._run = -1
         self._run_has_tpm = False
         self._open: _Open | None = None
         self._stray: _Open | None = None
-        self._last_kind = Kind.TPM_COMMAND
+        #: lines that are neither records nor damage (libtpms traces, blank lines, ...)
         self.skipped_lines = 0
-        self.null_records = 0
-        self._rx: Callable[[str, int], re.Match[str] | None] | None = None
+        self._rx: HeaderMatch | None = None
         self._rx_prefix = ""
-        self._rx_careful = False
 
     @property
     def lines(self) -> int:
-        """Number of complete lines consumed so far."""
+        """Number of lines consumed so far."""
         return self._lineno
 
     @property
@@ -181,40 +139,65 @@ class LogParser:
     def feed(self, data: bytes) -> list[Event]:
         if not data:
             return []
+        buf = self._tail + data if self._tail else data
+        self._tail = b""
+        if b"\r" in buf:
+            buf = line_ends(buf)
         events: list[Event] = []
         if self._overlong:  # the rest of a line already taken: drop it
-            end = data.find(b"\n")
+            end = buf.find(b"\n")
             if end < 0:
+                self._tail = b"\r" if buf.endswith(b"\r") else b""
                 return events
             self._overlong = False
-            data = data[end + 1 :]
-        buf = self._tail + data if self._tail else data
-        cut = buf.rfind(b"\n")
-        if cut < 0:
-            if len(buf) > MAX_LINE:
-                # no swtpm line is this long: take it as one (junk) line, so
-                # memory stays bounded whatever the input
-                self._tail = b""
-                self._overlong = True
-                return self._lines([buf[:MAX_LINE].decode("latin-1")])
+            buf = buf[end + 1 :]
+        cut = buf.rfind(b"\n") + 1
+        if cut:
+            # latin-1 maps every byte to one character: never fails, keeps offsets
+            events = self._text(buf[:cut].decode("latin-1"))
+            buf = buf[cut:]
+        if len(buf) - buf.endswith(b"\r") > MAX_LINE:
+            # no swtpm line is this long: read its start, skip the rest, so
+            # memory stays bounded whatever the input
+            self._overlong = True
+            self._tail = b"\r" if buf.endswith(b"\r") else b""
+            events += self._long_line(buf[:MAX_LINE].decode("latin-1"))
+        else:
             self._tail = buf
-            return events
-        self._tail = buf[cut + 1 :]
-        # latin-1 maps every byte to one character: never fails, keeps offsets
-        return self._text(buf[: cut + 1].decode("latin-1"))
+        return events
 
     def feed_lines(self, lines: Iterable[str]) -> list[Event]:
-        """Feed complete lines (without or with their line ending)."""
-        return self._lines([line.rstrip("\n") for line in lines])
+        """Feed complete lines (without or with their line ending), line by line:
+        the reference behaviour the fast path of :meth:`feed` must equal."""
+        events: list[Event] = []
+        batch: list[str] = []
+        for line in lines:
+            if line.endswith("\n"):
+                line = line[:-1]
+            if line.endswith("\r"):
+                line = line[:-1]
+            parts = line.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            for part in parts:
+                if len(part) > MAX_LINE:
+                    events += self._lines(batch)
+                    batch = []
+                    events += self._long_line(part[:MAX_LINE])
+                else:
+                    batch.append(part)
+        return events + self._lines(batch)
 
     def close(self) -> list[Event]:
         events: list[Event] = []
-        if self._tail:
-            tail, self._tail = self._tail, b""
+        tail, self._tail = self._tail, b""
+        overlong, self._overlong = self._overlong, False
+        if tail.endswith(b"\r"):  # a line end (an LF did not follow)
+            if not overlong:
+                events += self._lines([tail[:-1].decode("latin-1")])
+        elif tail:  # the last line, without its end
             events += self._lines([tail.decode("latin-1")])
         if self._open is not None:
             rec, self._open = self._open, None
-            if rec.declared >= 0:
+            if rec.declared is not None and not rec.over:
                 rec.defects.append(
                     Defect(
                         rec.line,
@@ -234,98 +217,74 @@ class LogParser:
 
         Intact records are taken whole: the header by one regex match, the hex
         block by arithmetic (swtpm writes 16 bytes a line, ``" XX"`` each, so
-        the block's length follows from the header), decoded by
-        ``bytes.fromhex`` and checked against its canonical rendering. Anything
-        else (run changes, damage, other lines) goes line by line through
-        :meth:`_lines`, the reference behaviour; both give the same events.
+        the block's length follows from the header), decoded and checked by
+        :func:`~swtpm_extcap.loglayout.hex_block`. Anything else (run changes,
+        damage, other lines) goes line by line through :meth:`_lines`, the
+        reference behaviour; both give the same events.
         """
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
         events: list[Event] = []
         append = events.append
-        fromhex = bytes.fromhex
-        labels = _LABELS
+        block_of = hex_block
+        labels = LABELS
         tpm_kinds = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
         new_record = _new_record
         pos = 0
         end = len(text)
         while pos < end:
-            if self._open is None and self._stray is None and self._run >= 0:
-                prefix = self._prefix
-                plen = len(prefix)
+            if (
+                self._open is None
+                and self._stray is None
+                and self._run >= 0
+                and len(self._prefix) <= MAX_FAST_PREFIX
+            ):
+                nl_prefix = "\n" + self._prefix
+                step = 1 + len(nl_prefix)
                 header = self._header_rx()
-                # a prefix made only of hex digits and spaces could hide in hex
-                careful = self._rx_careful
                 run = self._run
                 m = header(text, pos)
                 while m is not None:
                     label, length = m.groups()
                     declared = int(length)
+                    if declared > MAX_RECORD:
+                        break
                     start = m.end()
+                    data = block_of(text, start, declared, nl_prefix)
+                    if data is None:
+                        break
                     nlines = (declared + 15) >> 4
-                    size = 2 * nlines + 3 * declared  # " XX" per byte, " \n" per line
-                    stop = start + size + plen * nlines
-                    block = text[start:stop]
-                    if plen:
-                        if careful and (
-                            block.count(prefix) != nlines
-                            or block.count("\n" + prefix) != nlines - 1
-                        ):
-                            break
-                        block = block.replace(prefix, "")
-                        if len(block) != size:
-                            break
-                    try:
-                        data = fromhex(block)
-                    except ValueError:
-                        break
-                    # exactly swtpm's layout, so exactly what _lines takes intact.
-                    # fromhex gave N bytes: 2N hex digits, in pairs that no
-                    # whitespace splits, and no other characters. The newline
-                    # grid fixes every line's length (50, the last 3r+2). A line
-                    # with s spaces, none doubled, and d digits needs a pair in
-                    # each of its s-1 gaps: d >= 2(s-1), so s <= 17 (full line),
-                    # s <= r+1 (last line). The block has nlines + N spaces, the
-                    # sum of those maxima: every line has its maximum, i.e. it is
-                    # " XX XX ... XX " and its newline, nothing else.
-                    if len(data) != declared or (
-                        declared
-                        and (
-                            block[49:-1:50] != "\n" * (nlines - 1)
-                            or block[-1] != "\n"
-                            or block.count(" ") != nlines + declared
-                            or "  " in block
-                        )
-                    ):
-                        break
                     line = self._lineno + 1
                     self._lineno = last = line + nlines
                     kind = labels[label]
                     if kind in tpm_kinds:
                         self._run_has_tpm = True
-                        self._last_kind = kind
                         append(new_record((kind, data, line, run, declared, (), last)))
                     else:
                         self._emit(events, kind, data, line, declared, (), last)
                         run = self._run
-                    pos = stop
+                    pos = start + step * nlines + 3 * declared
                     m = header(text, pos)
                 if pos >= end:
                     break
-            nl = text.find("\n", pos)
-            events += self._lines([text[pos:nl]])
-            pos = nl + 1
+            # the line path: one line, then the fast path again; inside a
+            # damaged record or stray hex (no fast path there) a batch of lines
+            batch: list[str] = []
+            most = 1 if self._open is None and self._stray is None else 64
+            while pos < end and len(batch) < most:
+                nl = text.find("\n", pos)
+                if nl - pos > MAX_LINE:
+                    events += self._lines(batch)
+                    batch = []
+                    events += self._long_line(text[pos : pos + MAX_LINE])
+                else:
+                    batch.append(text[pos:nl])
+                pos = nl + 1
+            events += self._lines(batch)
         return events
 
-    def _header_rx(self) -> Callable[[str, int], re.Match[str] | None]:
+    def _header_rx(self) -> HeaderMatch:
         if self._rx is None or self._rx_prefix != self._prefix:
-            self._rx = re.compile(
-                f"{re.escape(self._prefix)} "
-                "(SWTPM_IO_Read|SWTPM_IO_Write|Ctrl Cmd|Ctrl Rsp Continued|Ctrl Rsp):"
-                " length ([0-9]{1,9})\n"
-            ).match
+            self._rx = prefixed_header(self._prefix, LABELS)
             self._rx_prefix = self._prefix
-            self._rx_careful = not set(self._prefix) - set("0123456789ABCDEFabcdef \t")
         return self._rx
 
     # -- the hot loop ---------------------------------------------------------
@@ -351,33 +310,27 @@ class LogParser:
                     except ValueError:
                         pass
                     else:
-                        rec.chunks.append(chunk)
-                        rec.got += len(chunk)
-                        rec.last_line = n
-                        if rec.got >= rec.declared >= 0:
-                            if rec.got > rec.declared:
-                                rec.defects.append(
-                                    Defect(
-                                        n,
-                                        DefectKind.LONG,
-                                        f"{rec.kind.value} record of line {rec.line} has"
-                                        f" {rec.got} bytes, its header says {rec.declared}",
-                                    )
-                                )
-                            self._lineno = n
-                            events += self._finish(rec)
-                            rec = None
+                        rec.add(chunk, n)
+                        declared = rec.declared
+                        if declared is not None and rec.got >= declared and not rec.over:
+                            if rec.got == declared:
+                                self._lineno = n
+                                events += self._finish(rec)
+                                rec = None
+                            else:  # passed its length: takes the hex lines that follow too
+                                rec.over = n
                         continue
-                if rec.declared < 0:
-                    # a header without a readable length: its hex ends here
+                if rec.declared is None or rec.over:
+                    # its hex has ended (no length to reach, or passed it)
                     events += self._finish(rec)
                     rec = None
                 # not a hex line: a new header ends the record short
                 elif _HEADER.match(line) is None:
                     if line.strip():
-                        rec.defects.append(
-                            Defect(n, DefectKind.JUNK, f"not hex inside a record: {_show(line)}")
-                        )
+                        if len(rec.defects) < MAX_DEFECTS:
+                            rec.flag(n, DefectKind.JUNK, f"not hex inside a record: {show(line)}")
+                        else:
+                            rec.omitted += 1
                     continue
                 else:
                     rec.defects.append(
@@ -394,7 +347,7 @@ class LogParser:
             self._lineno = n
             if line.startswith(prefix) and line[plen : plen + 1] == " ":
                 label, sep, rest = line[plen + 1 :].partition(": ")
-                kind = _LABELS.get(label)
+                kind = LABELS.get(label)
                 if kind is not None and rest[:7] == "length ":
                     try:
                         declared = int(rest[7:])
@@ -405,14 +358,15 @@ class LogParser:
                             events += self._end_stray()
                             rec = self._start(kind, declared, n, events)
                             continue
+            # (a hex line is never a header: look for the cheaper one first)
+            if self._maybe_stray(line, n, prefix, plen):
+                continue
             m = _HEADER.match(line)
             if m is not None:
                 events += self._end_stray()
                 rec = self._header(m, n, events)
                 prefix = self._prefix
                 plen = len(prefix)
-                continue
-            if self._maybe_stray(line, n, prefix, plen):
                 continue
             if self._stray is not None and line.strip():
                 events += self._end_stray()
@@ -423,43 +377,52 @@ class LogParser:
 
     # -- the slow paths -------------------------------------------------------
 
+    def _long_line(self, line: str) -> list[Event]:
+        """A line longer than MAX_LINE: its first MAX_LINE characters, then a defect."""
+        events = self._lines([line])
+        n = self._lineno
+        detail = f"line longer than {MAX_LINE} bytes: only its first {MAX_LINE} are read"
+        holder = self._open or self._stray
+        if holder is not None:
+            holder.flag(n, DefectKind.LONG_LINE, detail)
+        else:
+            events.append(Defect(n, DefectKind.LONG_LINE, detail))
+        return events
+
     def _header(self, m: re.Match[str], n: int, events: list[Event]) -> _Open | None:
         prefix = m["prefix"]
         if prefix != self._prefix:
             self._prefix = prefix
             if self._run >= 0 or prefix:
-                self._new_run(n, events, f"log prefix {prefix!r}" if prefix else "log prefix removed")
-        kind = _LABELS[m["label"]]
+                shown = repr(prefix if len(prefix) <= 80 else prefix[:77] + "...")
+                self._new_run(n, events, f"log prefix {shown}" if prefix else "log prefix removed")
+        kind = LABELS[m["label"]]
         if m["null"] is not None:
-            self.null_records += 1
             return None
         try:
             declared = int(m["length"])
-        except ValueError:
+        except ValueError:  # not a number, or 5,000 digits
             declared = -1
         if declared < 0:
             # keep the kind the header names; the hex lines that follow are its bytes
-            rec = self._start(kind, 0, n, events, open_empty=True)
+            rec = self._start(kind, None, n, events)
             assert rec is not None
-            rec.declared = -1
             rec.defects.append(
                 Defect(
                     n,
                     DefectKind.BAD_HEADER,
-                    f"unreadable length in {_show(m.group(0))}; the hex lines that follow"
+                    f"unreadable length in {show(m.group(0))}; the hex lines that follow"
                     " are kept as its bytes",
                 )
             )
             return rec
         return self._start(kind, declared, n, events)
 
-    def _start(
-        self, kind: Kind, declared: int, n: int, events: list[Event], *, open_empty: bool = False
-    ) -> _Open | None:
+    def _start(self, kind: Kind, declared: int | None, n: int, events: list[Event]) -> _Open | None:
         if self._run < 0:
             self._new_run(n, events, "start of log")
         rec = _Open(kind, n, declared, last_line=n)
-        if declared == 0 and not open_empty:
+        if declared == 0:
             events += self._finish(rec)
             return None
         return rec
@@ -480,6 +443,32 @@ class LogParser:
 
     def _finish(self, rec: _Open) -> list[Event]:
         events: list[Event] = []
+        if rec.over:
+            rec.defects.append(
+                Defect(
+                    rec.over,
+                    DefectKind.LONG,
+                    f"{rec.kind.value} record of line {rec.line} has {rec.got} bytes"
+                    f" (to line {rec.last_line}), its header says {rec.declared}",
+                )
+            )
+        if rec.got > rec.kept:
+            rec.defects.append(
+                Defect(
+                    rec.line,
+                    DefectKind.OVERSIZE,
+                    f"{rec.got} bytes (to line {rec.last_line}); only the first {rec.kept} are kept",
+                )
+            )
+        if rec.omitted:
+            rec.defects.append(
+                Defect(
+                    rec.last_line,
+                    DefectKind.OMITTED,
+                    f"{rec.omitted} more defects of the record of line {rec.line} left out",
+                    rec.omitted,
+                )
+            )
         data = rec.chunks[0] if len(rec.chunks) == 1 else b"".join(rec.chunks)
         self._emit(events, rec.kind, data, rec.line, rec.declared, tuple(rec.defects), rec.last_line)
         return events
@@ -490,7 +479,7 @@ class LogParser:
         kind: Kind,
         data: bytes,
         line: int,
-        declared: int,
+        declared: int | None,
         defects: tuple[Defect, ...],
         last_line: int,
     ) -> None:
@@ -499,11 +488,10 @@ class LogParser:
                 self._new_run(line, events, "CMD_INIT after TPM traffic (log has no prefix)")
         elif kind is Kind.TPM_COMMAND or kind is Kind.TPM_RESPONSE:
             self._run_has_tpm = True
-        self._last_kind = kind
         events.append(_new_record((kind, data, line, self._run, declared, defects, last_line)))
 
     def _maybe_stray(self, line: str, n: int, prefix: str, plen: int) -> bool:
-        """Hex lines outside any record: kept as a flagged record of their own."""
+        """Hex lines outside any record: kept as a flagged STRAY record of their own."""
         if not (
             line.startswith(prefix)
             and line[plen : plen + 1] == " "
@@ -518,10 +506,8 @@ class LogParser:
             return False
         stray = self._stray
         if stray is None:
-            stray = self._stray = _Open(self._last_kind, n, 0, last_line=n)
-        stray.chunks.append(chunk)
-        stray.got += len(chunk)
-        stray.last_line = n
+            stray = self._stray = _Open(Kind.STRAY, n, None, last_line=n)
+        stray.add(chunk, n)
         return True
 
     def _end_stray(self) -> list[Event]:
@@ -531,20 +517,16 @@ class LogParser:
         events: list[Event] = []
         if self._run < 0:
             self._new_run(stray.line, events, "start of log")
-        stray.defects.append(
+        stray.defects.insert(
+            0,
             Defect(
                 stray.line,
                 DefectKind.STRAY,
                 f"{stray.got} bytes of hex outside any record (lines {stray.line}-{stray.last_line});"
-                f" kept as a {stray.kind.value} fragment",
-            )
+                " kept apart as stray hex, not as a TPM message",
+            ),
         )
         return events + self._finish(stray)
-
-
-def _show(line: str, width: int = 60) -> str:
-    text = line.strip()
-    return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
 def parse_bytes(data: bytes) -> list[Event]:

@@ -23,9 +23,22 @@ _U32 = struct.Struct("<I")
 _OPT = struct.Struct("<HH")
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 _END_TOTAL = struct.Struct("<II").pack
+#: an option's value holds at most this many bytes (its length field is 16 bits)
+MAX_OPTION = 0xFFFF
+_CUT_MARK = " [comment cut: too long for pcapng]".encode()
+
+
+def _fit(value: bytes) -> bytes:
+    """An option value cut to MAX_OPTION bytes (at a UTF-8 character start), marked."""
+    end = MAX_OPTION - len(_CUT_MARK)
+    while end and (value[end] & 0xC0) == 0x80:  # not inside a UTF-8 character
+        end -= 1
+    return value[:end] + _CUT_MARK
 
 
 def _option(code: int, value: bytes) -> bytes:
+    if len(value) > MAX_OPTION:
+        value = _fit(value)
     return _OPT.pack(code, len(value)) + value + _PAD[len(value) & 3]
 
 
@@ -53,7 +66,8 @@ def encode_packets(frames: list[tuple[int, bytes, str]]) -> bytearray:
     """Enhanced packet blocks on interface 0, one per ``(ts_us, packet, comment)``.
 
     The one encoder of packets (the per-frame loop of every conversion): ``ts_us``
-    in microseconds since the epoch; an empty comment writes no option.
+    in microseconds since the epoch; an empty comment writes no option, one
+    longer than pcapng allows is cut (the framer keeps its comments far shorter).
     """
     buf = bytearray()
     head = _EPB_HEAD.pack
@@ -64,6 +78,9 @@ def encode_packets(frames: list[tuple[int, bytes, str]]) -> bytearray:
         size = len(pkt)
         text = comment.encode()
         clen = len(text)
+        if clen > MAX_OPTION:
+            text = _fit(text)
+            clen = len(text)
         if clen:
             total = 40 + size + (-size & 3) + clen + (-clen & 3)
             buf += head(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, size, size)

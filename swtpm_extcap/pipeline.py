@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from . import __version__
 from .frames import Framer
-from .logparse import Defect, Kind, LogParser, Record, RunStart
+from .logparse import Defect, DefectKind, Kind, LogParser, Record, RunStart
 from .pcapng import PcapngWriter
 
 APPLICATION = f"swtpm-extcap {__version__}"
+#: defects a summary keeps to show (all are counted, by kind)
+KEEP_DEFECTS = 100
 
 
 @dataclass
 class Summary:
-    """What a conversion or capture saw; printed at its end."""
+    """What a conversion or capture saw; printed at its end.
+
+    ``defects`` holds the first :data:`KEEP_DEFECTS` defects in log order;
+    ``defect_count`` and ``defects_by_kind`` count all of them, so memory
+    stays flat on a log that is nothing but damage.
+    """
 
     records: Counter[Kind] = field(default_factory=Counter)
     runs: int = 0
@@ -24,6 +32,8 @@ class Summary:
     lines: int = 0
     skipped_lines: int = 0
     defects: list[Defect] = field(default_factory=list)
+    defect_count: int = 0
+    defects_by_kind: Counter[str] = field(default_factory=Counter)
 
     @property
     def tpm_records(self) -> int:
@@ -31,24 +41,35 @@ class Summary:
 
     @property
     def ctrl_records(self) -> int:
-        return sum(n for kind, n in self.records.items() if not kind.is_tpm)
+        return sum(n for kind, n in self.records.items() if kind.is_ctrl)
+
+    def add_defects(self, defects: Iterable[Defect]) -> None:
+        """Count defects (an ``omitted`` one counts those it stands for); keep the first few."""
+        for d in defects:
+            self.defect_count += d.count
+            self.defects_by_kind[d.kind.value] += d.count
+            if len(self.defects) < KEEP_DEFECTS:
+                self.defects.append(d)
 
     def report(self, name: str, max_defects: int = 20) -> list[str]:
         """Human-readable lines: one summary line, then defects by kind and line."""
         commands, responses = self.records[Kind.TPM_COMMAND], self.records[Kind.TPM_RESPONSE]
+        stray = self.records[Kind.STRAY]
         out = [
             f"{name}: {_count(self.tpm_records, 'TPM record')}"
             f" ({_count(commands, 'command')}, {_count(responses, 'response')})"
             f" in {_count(self.runs, 'run')}, {_count(self.ctrl_records, 'control message')},"
-            f" {_count(self.frames, 'frame')}, {_count(len(self.defects), 'defect')}"
+            + (f" {_count(stray, 'stray hex block')}," if stray else "")
+            + f" {_count(self.frames, 'frame')}, {_count(self.defect_count, 'defect')}"
             f" ({_count(self.lines, 'line')} read, {self.skipped_lines} other skipped)"
         ]
-        if self.defects:
-            by_kind = Counter(d.kind.value for d in self.defects)
-            out.append("  defects by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())))
-            out += [f"  {d}" for d in self.defects[:max_defects]]
-            if len(self.defects) > max_defects:
-                out.append(f"  ... {len(self.defects) - max_defects} more")
+        if self.defect_count:
+            by_kind = sorted(self.defects_by_kind.items())
+            out.append("  defects by kind: " + ", ".join(f"{k} {n}" for k, n in by_kind))
+            shown = [d for d in self.defects[:max_defects] if d.kind is not DefectKind.OMITTED]
+            out += [f"  {d}" for d in shown]
+            if self.defect_count > len(shown):
+                out.append(f"  ... {self.defect_count - len(shown)} more")
         return out
 
 
@@ -70,8 +91,12 @@ class Pipeline:
         live: bool = False,
         comment: str = "",
     ) -> None:
-        self.parser = LogParser()
-        self.framer = Framer(start_us=start_us, ctrl=ctrl)
+        # the PCR replay (pcrnotes.py) sees every parser event, also those a capture
+        # filter drops, and adds its `pcr: ...` lines to the frame comments
+        from .pcrnotes import AnnotatingFramer, ReplayingParser
+
+        self.parser = parser = ReplayingParser()
+        self.framer = AnnotatingFramer(parser, start_us=start_us, ctrl=ctrl)
         self.writer = PcapngWriter(
             out,
             name=name,
@@ -89,6 +114,8 @@ class Pipeline:
     def close(self, now_us: int | None = None) -> Summary:
         """End of input: flush a held-back line or record, close the TCP conversations."""
         self.emit(self.parser.close(), now_us)
+        self.summary.lines = self.parser.lines  # also when the input held no event at all
+        self.summary.skipped_lines = self.parser.skipped_lines
         return self.close_conversations(now_us)
 
     def close_conversations(self, now_us: int | None = None) -> Summary:
@@ -109,11 +136,11 @@ class Pipeline:
             if type(event) is Record:
                 records[event.kind] += 1
                 if event.defects:
-                    summary.defects.extend(event.defects)
+                    summary.add_defects(event.defects)
             elif type(event) is RunStart:
                 summary.runs += 1
             else:
-                summary.defects.append(event)  # type: ignore[arg-type]
+                summary.add_defects([event])  # type: ignore[list-item]
         frames = self.framer.frame_events(events, now_us)
         self.writer.write_many(frames)
         summary.frames += len(frames)

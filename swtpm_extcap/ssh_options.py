@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from .config import LIBVIRT_DIR, PROXMOX_DIR
 from .errors import UsageError, UserError
-from .extcap import Choice, Option
+from .options import Choice, Option
 from .ssh import PRIVS, Priv, SSHParams
 
 INTERFACE = "swtpm-ssh"

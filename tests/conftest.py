@@ -134,6 +134,21 @@ def load_corpus_log(path: Path) -> CorpusLog:
     return CorpusLog(path)
 
 
+#: the fast tier, ``pytest -m fast``: the pure parser and the capture engine in
+#: process, no tool started (seconds); the whole suite stays the CI command
+FAST_MODULES = frozenset({"test_logparse", "test_capture", "test_config"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fast: the fast tier (pure core, in-process capture)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__ in FAST_MODULES:  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.fast)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "corpus_log" in metafunc.fixturenames:
         paths = corpus_log_paths()

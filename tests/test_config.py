@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from swtpm_extcap.config import (
     ENV_VAR,
     Config,
+    MAX_CONFIG_BYTES,
     ConfigError,
     config_path,
     load_config,
@@ -181,12 +184,41 @@ def test_bad_file_error_names_file_key_and_expectation(
         cfg.check()
 
 
-def test_unreadable_file_is_reported_not_raised(tmp_path: Path) -> None:
+def test_a_folder_is_reported_not_raised(tmp_path: Path) -> None:
     folder = tmp_path / "config.toml"  # a folder where the file should be
     folder.mkdir()
     cfg = load_config(folder)
+    assert cfg.error == (
+        f"config file {folder} is not a regular file; point {ENV_VAR} at a TOML file"
+    )
+
+
+def test_unreadable_file_is_reported_not_raised(tmp_path: Path) -> None:
+    link = tmp_path / "config.toml"
+    link.symlink_to(link)  # a loop: open() fails with ELOOP
+    cfg = load_config(link)
     assert cfg.error is not None
-    assert cfg.error.startswith(f"cannot read config file {folder}")
+    assert cfg.error.startswith(f"cannot read config file {link}")
+
+
+@pytest.mark.parametrize("what", ["/dev/zero", "fifo", "huge"])
+def test_settings_file_must_be_a_small_regular_file(tmp_path: Path, what: str) -> None:
+    """``/dev/zero`` would grow without end, a fifo with no writer would hang the
+    listing forever: both are refused before any read, as is a file over 1 MiB."""
+    if what == "fifo":
+        where = tmp_path / "config.toml"
+        os.mkfifo(where)
+    elif what == "huge":
+        where = tmp_path / "config.toml"
+        where.write_bytes(b"# " + b"x" * MAX_CONFIG_BYTES + b"\n")
+    else:
+        where = Path(what)
+    began = time.monotonic()
+    cfg = load_config(where)
+    assert time.monotonic() - began < 1.0
+    assert cfg.error is not None and str(where) in cfg.error
+    assert ("more than a settings file holds" if what == "huge" else "not a regular file") in cfg.error
+    assert cfg.globs == ()
 
 
 def test_config_is_frozen() -> None:

@@ -27,6 +27,7 @@ from conftest import (
     tpm_payloads,
 )
 from swtpm_extcap.cli import main
+from test_extcap import one_line, small_disk  # noqa: F401  (small_disk: a fixture, a real 64 KiB tmpfs)
 from swtpm_extcap.logparse import LogParser, Record
 
 
@@ -195,11 +196,13 @@ def test_start_time(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[
         assert first == (1_234_567_890_500_000 if epoch is None else epoch * 1_000_000), log.name
 
 
-def test_bad_start_time_is_a_usage_error(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["convert", "--start-time", "yesterday", str(corpus_log_paths()[0]), "-o", str(tmp_path / "x")])
-    assert exc.value.code == 2
-    assert "yesterday" in capsys.readouterr().err
+@pytest.mark.parametrize("text", ["yesterday", "nan", "inf", "-inf", "1e20", "-1"])
+def test_bad_start_time_is_one_usage_line(tmp_path: Path, text: str) -> None:
+    log = tmp_path / "vm-swtpm.log"
+    shutil.copyfile(corpus_log_paths()[0], log)
+    proc = run_cli(["convert", f"--start-time={text}", str(log), "-o", str(tmp_path / "x")])
+    assert proc.returncode == 2
+    assert one_line(proc.stderr).startswith(f"swtpm-extcap: argument --start-time: {text!r}")
     assert not (tmp_path / "x").exists()
 
 
@@ -365,3 +368,135 @@ def test_refuses_to_write_pcapng_to_a_terminal(tmp_path: Path, corpus: Path, to_
     assert proc.returncode == 1
     assert proc.stderr.count(b"\n") == 1 and b"Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [log.name]
+
+
+# ------------------------------------- hostile names, disks and descriptors
+
+
+NON_UTF8 = os.fsdecode(b"caf\xff-swtpm.log")  # a libvirt-style log name that is no UTF-8
+
+
+def test_a_file_name_that_is_not_utf8_converts(tmp_path: Path) -> None:
+    """Under a UTF-8 locale the name reaches Python as a lone surrogate: the log
+    converts, and the summary shows the byte escaped."""
+    log = tmp_path / NON_UTF8
+    shutil.copyfile(corpus_log_paths()[0], log)
+    env = dict(os.environ, PYTHONPATH=str(REPO), LC_ALL="C.UTF-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "swtpm_extcap", "convert", os.fsencode(log)],
+        capture_output=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "caf\\xff-swtpm.log -> " in proc.stderr.decode("utf-8")
+    out = tmp_path / os.fsdecode(b"caf\xff-swtpm.pcapng")
+    assert len(read_frames(out)) > 0
+
+
+def _copy(tmp_path: Path, name: str = "a.log") -> Path:
+    log = tmp_path / name
+    shutil.copyfile(corpus_log_paths()[0], log)
+    return log
+
+
+@pytest.mark.parametrize("how", ["same name", "symlink", "hard link", "second input", "stdout append"])
+def test_refuses_to_write_over_an_input(tmp_path: Path, how: str) -> None:
+    """Compared by device and inode: names do not matter. Nothing is written."""
+    a, b = _copy(tmp_path, "a.log"), _copy(tmp_path, "b.log")
+    before = {p.name: p.read_bytes() for p in (a, b)}
+    if how == "same name":
+        args = [str(a), "-o", str(a)]
+    elif how == "symlink":
+        (tmp_path / "link.pcapng").symlink_to(a)
+        args = [str(a), "-o", str(tmp_path / "link.pcapng")]
+    elif how == "hard link":
+        os.link(b, tmp_path / "hard.pcapng")
+        args = [str(a), str(b), "-o", str(tmp_path / "hard.pcapng")]
+    elif how == "second input":  # a's default output would be b's twin: b named as a.pcapng
+        os.link(b, tmp_path / "a.pcapng")
+        args = [str(a), str(tmp_path / "a.pcapng")]
+    else:
+        args = [str(a), "-o", "-"]
+    if how == "stdout append":
+        with open(a, "ab") as out:
+            proc = subprocess.run(
+                [sys.executable, "-m", "swtpm_extcap", "convert", *args], stdout=out,
+                stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60,
+            )
+    else:
+        proc = run_cli(["convert", *args])
+    assert proc.returncode == 1
+    assert "refusing to write over the input" in one_line(proc.stderr)
+    assert {p.name: p.read_bytes() for p in (a, b)} == before
+
+
+def test_output_that_is_a_folder_or_in_a_missing_folder(tmp_path: Path) -> None:
+    log = _copy(tmp_path)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = run_cli(["convert", str(log), "-o", str(folder)])
+    assert proc.returncode == 1 and "is a folder" in one_line(proc.stderr)
+    proc = run_cli(["convert", str(log), "-o", str(tmp_path / "missing" / "x.pcapng")])
+    assert proc.returncode == 1 and "does not exist" in one_line(proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.log", "out"]
+    assert list(folder.iterdir()) == []
+
+
+def test_unwritable_default_folder(tmp_path: Path) -> None:
+    """The default output sits beside the log, in a folder we may not write to
+    (root without CAP_DAC_OVERRIDE, so that the folder's mode applies)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux)")
+    prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot drop capabilities here")
+    log = _copy(tmp_path)
+    tmp_path.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "swtpm_extcap", "convert", str(log)],
+            capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60,
+        )
+    finally:
+        tmp_path.chmod(0o755)
+    assert proc.returncode == 1
+    line = one_line(proc.stderr)
+    assert "permission denied" in line and str(tmp_path) in line
+    assert [p.name for p in tmp_path.iterdir()] == ["a.log"]
+
+
+def test_dev_full(tmp_path: Path) -> None:
+    log = _copy(tmp_path)
+    proc = run_cli(["convert", str(log), "-o", "/dev/full"])
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == "swtpm-extcap: cannot write /dev/full: No space left on device"
+
+
+def test_full_disk_removes_the_partial_output(tmp_path: Path, small_disk: Path) -> None:
+    log = _copy(tmp_path)  # its pcapng is far larger than 64 KiB
+    out = small_disk / "a.pcapng"
+    proc = run_cli(["convert", str(log), "-o", str(out)])
+    assert proc.returncode == 1
+    assert one_line(proc.stderr) == (
+        f"swtpm-extcap: cannot write {out}: No space left on device; removed the partial {out}"
+    )
+    assert list(small_disk.iterdir()) == []
+    assert log.read_bytes() == load_corpus_log(corpus_log_paths()[0]).data
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stdin"])
+def test_closed_descriptors(tmp_path: Path, closed: str) -> None:
+    """``convert LOG -o - >&-`` and ``convert - -o OUT <&-``: one line, nothing written."""
+    log = _copy(tmp_path)
+    out = tmp_path / "x.pcapng"
+    args = [str(log), "-o", "-"] if closed == "stdout" else ["-", "-o", str(out)]
+    fd = 1 if closed == "stdout" else 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "swtpm_extcap", "convert", *args],
+        stdin=subprocess.DEVNULL if fd == 1 else None, stdout=None if fd == 1 else subprocess.DEVNULL,
+        stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60,
+        preexec_fn=lambda: os.close(fd),
+    )
+    assert proc.returncode == 1
+    assert f"{closed} is closed" in one_line(proc.stderr)
+    assert not out.exists()

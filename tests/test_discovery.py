@@ -27,10 +27,11 @@ from swtpm_extcap.discovery import (
     discover,
     find_interface,
     glob_key,
-    permission_hint,
     sanitize,
 )
 from swtpm_extcap.errors import UserError
+from swtpm_extcap.sources import LogLocation
+from swtpm_extcap.sources.local import permission_hint
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = corpus_dir()
@@ -112,8 +113,8 @@ def test_proxmox_vms_by_numeric_vmid_with_names(host: Host) -> None:
     assert vm103 == Interface(
         name="swtpm-103",
         display="SWTPM VM 103 (web01)",
-        path=host.run / "103-swtpm.log",
-        kind="proxmox",
+        location=LogLocation(str(host.run / "103-swtpm.log")),
+        origin="proxmox",
         vm_id="103",
         vm_name="web01",
         readable=True,
@@ -173,7 +174,7 @@ def test_libvirt_domains(host: Host) -> None:
         DEMO_NAME,
     ]
     fedora = found[2]
-    assert (fedora.kind, fedora.vm_id, fedora.vm_name) == ("libvirt", "fedora39", "fedora39")
+    assert (fedora.origin, fedora.vm_id, fedora.vm_name) == ("libvirt", "fedora39", "fedora39")
     assert fedora.display == "SWTPM libvirt fedora39"
     assert found[3].display == "SWTPM libvirt my vm ?x?"  # no braces in extcap lines
     assert found[3].vm_id == "my vm {x}"
@@ -190,7 +191,7 @@ def test_libvirt_name_clashing_with_proxmox_or_demo_gets_a_hash(host: Host) -> N
         f"swtpm-demo-{short_hash(b)}",
         DEMO_NAME,
     ]
-    assert found[0].kind == "proxmox"  # Proxmox names never change
+    assert found[0].origin == "proxmox"  # Proxmox names never change
 
 
 # --- globs -----------------------------------------------------------------------
@@ -233,7 +234,7 @@ def test_glob_names_order_and_kind(host: Host) -> None:
     found = host.discover(cfg)
     assert names(found) == ["swtpm-web1", "swtpm-web2", "swtpm-db", DEMO_NAME]
     web1 = found[0]
-    assert web1.kind == "glob" and web1.vm_id == "web1" and web1.vm_name is None
+    assert web1.origin == "glob" and web1.vm_id == "web1" and web1.vm_name is None
     assert web1.path == srv / "web1/swtpm.log"
     assert web1.display == f"SWTPM web1 ({srv}/web1/swtpm.log)"
     assert found[2].path == other
@@ -246,10 +247,10 @@ def test_glob_collisions_get_a_hash_of_the_path_on_every_side(host: Host) -> Non
     globs = (f"{host.root}/a/*/swtpm.log", f"{host.root}/b/*/swtpm.log")
     found = host.discover(host.config(*globs))
     expected = {a: f"swtpm-vm1-{short_hash(a)}", b: f"swtpm-vm1-{short_hash(b)}", c: "swtpm-vm2"}
-    assert {i.path: i.name for i in found if i.kind == "glob"} == expected
+    assert {i.path: i.name for i in found if i.origin == "glob"} == expected
     # stable: the same names whatever the glob order, and listing after listing
     again = host.discover(host.config(*reversed(globs)))
-    assert {i.path: i.name for i in again if i.kind == "glob"} == expected
+    assert {i.path: i.name for i in again if i.origin == "glob"} == expected
     assert host.discover(host.config(*globs)) == found
 
 
@@ -295,7 +296,7 @@ def test_names_are_unique_and_stable_on_a_busy_host(host: Host) -> None:
     cfg = host.config(f"{host.root}/srv/*/*/swtpm.log", f"{host.root}/srv/x/*/swtpm.log")
     first = host.discover(cfg)
     assert len(set(names(first))) == len(first) == 5 + 6 + 6 + 1
-    assert [i.kind for i in first] == ["proxmox"] * 5 + ["libvirt"] * 6 + ["glob"] * 6 + ["demo"]
+    assert [i.origin for i in first] == ["proxmox"] * 5 + ["libvirt"] * 6 + ["glob"] * 6 + ["demo"]
     assert all(n.startswith("swtpm-") and sanitize(n) == n for n in names(first))
     # a new VM adds its name and leaves every other name alone
     host.vm(99, "new")
@@ -328,7 +329,7 @@ def test_broken_settings_do_not_break_the_listing(host: Host) -> None:
 def test_demo_is_last_and_is_the_bundled_real_log(host: Host) -> None:
     host.vm(103, "web01")
     demo = host.discover()[-1]
-    assert demo.name == DEMO_NAME and demo.kind == "demo" and demo.readable
+    assert demo.name == DEMO_NAME and demo.origin == "demo" and demo.readable
     assert demo.path == demo_log_path()
     assert demo.path.read_bytes() == PROXMOX_LOG.read_bytes()
     assert "{" not in demo.display
@@ -403,9 +404,10 @@ _LIST_AS_USER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from swtpm_extcap.config import Config
-from swtpm_extcap.discovery import discover, permission_hint
+from swtpm_extcap.discovery import discover
+from swtpm_extcap.sources.local import permission_hint
 found = discover(Config(), proxmox_dir=sys.argv[2], pve_conf_dir=sys.argv[3], libvirt_dir=sys.argv[4])
-print(json.dumps([[i.name, i.readable, "" if i.readable else permission_hint(i)] for i in found]))
+print(json.dumps([[i.name, i.readable, "" if i.readable else permission_hint(str(i.path))] for i in found]))
 """
 
 
@@ -460,8 +462,7 @@ def test_permission_hint_quotes_the_path(tmp_path: Path) -> None:
     log.parent.mkdir()
     shutil.copyfile(SMALL_LOG, log)
     log.chmod(0o640)
-    iface = Interface("swtpm-x", "x", log, "glob", "x", None, False)
-    hint = permission_hint(iface)
+    hint = permission_hint(str(log))
     assert "(root, mode 0640)" in hint
     assert "'" + str(log).replace("'", "'\"'\"'") + "'" in hint  # shell-quoted for pasting
 

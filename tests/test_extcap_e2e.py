@@ -124,12 +124,15 @@ class LiveTshark:
                 self.proc.kill()
 
 
-def wait_until_opened(path: Path, timeout: float = DEADLINE_S) -> None:
-    """Wait until some process (the extcap's follow) holds ``path`` open (Linux /proc)."""
+def wait_until_opened(path: Path, *, besides: int | None, timeout: float = DEADLINE_S) -> None:
+    """Wait until a process other than ``besides`` (swtpm, the log's writer) holds
+    ``path`` open (Linux /proc): the extcap's follow."""
     target = str(path.resolve())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+            if fd_dir.parent.name == str(besides):
+                continue
             try:
                 if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
                     time.sleep(0.2)  # past the open: follow() reads from there
@@ -164,7 +167,7 @@ def test_tshark_decodes_a_real_swtpm_live(installed: Installed, tmp_path: Path) 
         tshark = LiveTshark.start("swtpm-web1", installed.env())
         try:
             assert tshark.capturing.wait(DEADLINE_S), "".join(tshark.stderr)
-            wait_until_opened(sw.log_path)  # the extcap follows the log: what comes is live
+            wait_until_opened(sw.log_path, besides=sw.pid)  # the extcap follows the log: what comes is live
             half = len(realtpm.WORKLOAD) // 2
             began = time.time()
             sent = 0

@@ -26,9 +26,10 @@ import pytest
 
 import realtpm  # tests/ has no __init__.py: pytest puts tests/ on sys.path
 import swtpm_extcap
+import swtpm_extcap.errors
 from swtpm_extcap.logparse import Event, LogParser, Record, RunStart, parse_bytes
-follow_mod = importlib.import_module("swtpm_extcap.sources.follow")  # the package exports the function under the same name
-from swtpm_extcap.sources import follow, read_once
+import swtpm_extcap.sources.follow as follow_mod
+from swtpm_extcap.sources.follow import follow, read_once
 from swtpm_extcap.sources.follow import CHUNK_SIZE
 
 LOG = (Path(swtpm_extcap.__file__).parent / "data" / "demo-swtpm.log").read_bytes()
@@ -475,7 +476,7 @@ def test_permission_error_propagates(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def denied(name: Any, *args: Any, **kwargs: Any) -> int:
         raise PermissionError(13, "Permission denied", os.fspath(name))
 
-    monkeypatch.setattr(follow_mod.os, "open", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(PermissionError, match="Permission denied"):
         next(follow(path, threading.Event()))
     with pytest.raises(PermissionError):
@@ -599,3 +600,74 @@ def test_real_swtpm_log_followed_across_a_restart(tmp_path: Path) -> None:
     assert [r.epoch for r in runs] == [1732600000, 1732600100]
     commands = [k for k in keys(events) if k[1].value == "SWTPM_IO_Read"]
     assert len(commands) == realtpm.count_log_commands(log) > 2 * len(realtpm.WORKLOAD)
+
+
+# ------------------------------------------- typed notices and the local Source
+
+
+def _drain(chunks: Iterator[object], stop: threading.Event, until: Callable[[list[object]], bool]) -> list[object]:
+    got: list[object] = []
+    deadline = time.monotonic() + DEADLINE
+    for chunk in chunks:
+        if chunk != b"":
+            got.append(chunk)
+        if until(got):
+            break
+        assert time.monotonic() < deadline, got
+    stop.set()
+    return got
+
+
+def test_follow_chunks_say_truncated_rotated_recreated(tmp_path: Path) -> None:
+    """The switches as typed notices, each after the old file's bytes (and the b"\\n"
+    that ends a cut line), before the new file's."""
+    from swtpm_extcap.sources.base import Notice
+    from swtpm_extcap.sources.follow import follow_chunks
+
+    path = tmp_path / "swtpm.log"
+    path.write_bytes(LINES[0] + b"partial")
+    stop = threading.Event()
+    chunks = follow_chunks(path, stop, use_inotify=False, poll_interval=0.01)
+    assert next(chunks) == LINES[0] + b"partial"
+    path.write_bytes(LINES[1])  # truncated and rewritten: same inode
+    rest = [next(chunks), next(chunks), next(chunks)]
+    assert rest == [b"\n", Notice.TRUNCATED, LINES[1]]
+    path.rename(tmp_path / "old.log")
+    path.write_bytes(LINES[2])
+    assert [next(chunks), next(chunks)] == [Notice.ROTATED, LINES[2]]
+    path.unlink()
+    time.sleep(0.05)
+    path.write_bytes(LINES[3])
+    assert [next(chunks), next(chunks)] == [Notice.RECREATED, LINES[3]]
+    stop.set()
+    chunks.close()
+
+
+def test_local_file_marks_the_backlog_end_at_the_byte_it_measured(tmp_path: Path) -> None:
+    from swtpm_extcap.sources.base import Notice
+    from swtpm_extcap.sources.local import LocalFile
+
+    path = tmp_path / "swtpm.log"
+    path.write_bytes(text(LINES[:10]))
+    source = LocalFile(str(path), use_inotify=False)
+    backlog = source.backlog()
+    assert backlog.size == len(text(LINES[:10])) and backlog.mtime == path.stat().st_mtime
+    with open(path, "ab") as fh:  # appended after the capture started: live
+        fh.write(text(LINES[10:12]))
+    stop = threading.Event()
+    got = _drain(iter(source.follow(stop)), stop, lambda g: b"".join(
+        c for c in g if isinstance(c, bytes)) == text(LINES[:12]))
+    done = got.index(Notice.BACKLOG_DONE)
+    assert b"".join(got[:done]) == text(LINES[:10])  # type: ignore[arg-type]
+    assert b"".join(got[done + 1:]) == text(LINES[10:12])  # type: ignore[arg-type]
+
+
+def test_local_file_errors_explain_themselves(tmp_path: Path) -> None:
+    from swtpm_extcap.sources.local import LocalFile
+
+    source = LocalFile(str(tmp_path / "gone.log"))
+    assert source.backlog().mtime is None  # not there yet: a follow waits for it
+    assert "setfacl" in source.explain(PermissionError(13, "Permission denied"))
+    assert source.explain(FileNotFoundError(2, "x")).endswith("disappeared before it could be read")
+    with pytest.raises(swtpm_extcap.errors.UserError, match="is a directory"):
+        LocalFile(str(tmp_path)).backlog()

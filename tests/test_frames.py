@@ -335,3 +335,102 @@ def test_defect_of_an_empty_record_is_named_in_a_comment(corpus: Path, tmp_path:
     comments = "\n".join(f.comment for f in frames)
     for d in empty.defects:
         assert str(d) in comments
+
+
+# -------------------------------------- damage that must stay visible and small (issue 6)
+
+
+def _record_lines(prefix: bytes, label: bytes, data: bytes) -> list[bytes]:
+    """A record as swtpm logs it."""
+    body = [prefix + b" " + data[k : k + 16].hex(" ").upper().encode() + b" " for k in range(0, len(data), 16)]
+    return [prefix + b" " + label + b": length %d" % len(data), *body]
+
+
+def _relog(log: CorpusLog, victim: Record, *parts: bytes) -> bytes:
+    """The log with ``victim``'s record replaced by one record per part (same label)."""
+    lines = list(log.lines)
+    header = lines[victim.line - 1]
+    prefix = header[: header.index(b" " + victim.kind.value.encode() + b":")]
+    new = [line for part in parts for line in _record_lines(prefix, victim.kind.value.encode(), part)]
+    lines[victim.line - 1 : victim.last_line] = new
+    return b"\n".join(lines) + b"\n"
+
+
+def _first_command(log: CorpusLog, size: int) -> Record:
+    recs = [e for e in LogParser().feed(log.data) if isinstance(e, Record)]
+    return next(r for r in recs if r.kind.is_tpm and r.kind.to_server and len(r.data) >= size)
+
+
+def test_a_command_logged_as_two_reads_says_which_part_each_frame_is(
+    corpus_log: CorpusLog, tmp_path: Path
+) -> None:
+    """swtpm's read() got 10 bytes, then the rest: two frames (one per read, as
+    always), the first says it is part of the command its header names, the
+    second that it continues it; every other frame carries no such note."""
+    victim = _first_command(corpus_log, 22)
+    data = _relog(corpus_log, victim, victim.data[:10], victim.data[10:])
+    frames = read_frames(write_pcapng(data, tmp_path / "split.pcapng"))
+    size = len(victim.data)
+    what = f"TPM command 0x{int.from_bytes(victim.data[6:10], 'big'):08X}"
+    first = [f for f in frames if f.payload and f.comment.startswith(f"swtpm log line {victim.line}: ")]
+    assert len(first) == 1 and first[0].port == TPM_PORT and first[0].payload == victim.data[:10]
+    assert f"partial: 10 of {size} bytes of {what}" in first[0].comment
+    second = frames[frames.index(first[0]) + 1]
+    assert second.payload == victim.data[10:]
+    assert f"continued: bytes 11-{size} of {size} of {what}" in second.comment
+    noted = [f for f in frames if "TPM payload" in f.comment]
+    assert noted == [first[0], second]
+
+
+def test_a_record_holding_two_commands_says_so(corpus_log: CorpusLog, tmp_path: Path) -> None:
+    victim = _first_command(corpus_log, 10)
+    data = _relog(corpus_log, victim, victim.data + victim.data)
+    frames = read_frames(write_pcapng(data, tmp_path / "two.pcapng"))
+    (frame,) = [f for f in frames if f.payload and f.comment.startswith(f"swtpm log line {victim.line}: ")]
+    assert frame.payload == victim.data * 2
+    assert "TPM payload: holds 2 TPM messages" in frame.comment
+    assert [f for f in frames if "TPM payload" in f.comment] == [frame]
+
+
+def test_stray_hex_is_never_a_tpm_frame(corpus_log: CorpusLog, tmp_path: Path) -> None:
+    """Hex lines outside any record (here: copies of real hex lines after a
+    complete record, as a lost header leaves them) go to their own stream,
+    127.0.0.3 -> 2324; the TPM stream is exactly the truth."""
+    from swtpm_extcap.frames import STRAY_PORT
+
+    recs = [e for e in LogParser().feed(corpus_log.data) if isinstance(e, Record)]
+    victim = next(r for r in recs if r.kind.is_tpm and r.last_line - r.line >= 2)
+    lines = list(corpus_log.lines)
+    lines[victim.last_line : victim.last_line] = lines[victim.line : victim.line + 2]
+    frames = read_frames(
+        write_pcapng(b"\n".join(lines) + b"\n", tmp_path / "stray.pcapng"),
+        "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
+    )
+    assert tpm_payloads(frames) == corpus_log.tpm_messages()
+    stray = [f for f in frames if f.port == STRAY_PORT and f.payload]
+    assert [f.payload for f in stray] == [victim.data[:32]]
+    assert stray[0].src == "127.0.0.3" and "tpm" not in stray[0].protocols.split(":")
+    assert "stray" in stray[0].comment
+    assert all((f.ip_checksum, f.tcp_checksum) == ("1", "1") for f in frames)
+
+
+def test_comments_stay_small_whatever_the_damage(corpus: Path, tmp_path: Path) -> None:
+    """50,000 headers without hex before a real record: 50,000 empty records
+    whose notes would all land on the next frame; it keeps MAX_NOTES of them and
+    counts the rest. pcapng could not hold the whole (a comment is < 64 KiB)."""
+    from swtpm_extcap.frames import MAX_NOTES
+
+    log = load_corpus_log(corpus_log_paths()[0])
+    recs = [e for e in LogParser().feed(log.data) if isinstance(e, Record)]
+    victim = next(r for r in recs[1:] if r.kind.is_tpm)
+    header = log.lines[victim.line - 1]
+    empty = header[: header.index(b"length ")] + b"length 4"
+    lines = list(log.lines)
+    lines[victim.line - 1 : victim.line - 1] = [empty] * 50_000
+    frames = read_frames(write_pcapng(b"\n".join(lines) + b"\n", tmp_path / "flood.pcapng"))
+    assert max(len(f.comment) for f in frames) < 8 << 10
+    noted = [f for f in frames if "empty record" in f.comment]
+    assert len(noted) == 1
+    assert noted[0].comment.count("empty record") == MAX_NOTES
+    assert f"{50_000 - MAX_NOTES} more defects before this frame left out" in noted[0].comment
+    assert tpm_payloads(frames) == log.tpm_messages()

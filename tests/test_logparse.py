@@ -560,7 +560,8 @@ def test_damage_reported_once(corpus_log: CorpusLog) -> None:
     assert len(defects) == len(set(defects))
     kinds = [d.kind for d in defects]
     assert kinds.count(DefectKind.SHORT) == 1
-    assert set(kinds) == {DefectKind.SHORT, DefectKind.JUNK}
+    # (TPM 1.2 trace lines inside the short record are junk too: past MAX_DEFECTS, counted)
+    assert set(kinds) - {DefectKind.OMITTED} == {DefectKind.SHORT, DefectKind.JUNK}
     assert (v.line + 1, DefectKind.JUNK) in [(d.line, d.kind) for d in defects]
 
 
@@ -586,3 +587,175 @@ def test_a_log_appended_to_itself_has_twice_the_runs(corpus_log: CorpusLog) -> N
     assert tpm == want + [(r + n, d, b) for r, d, b in want]
     ctrl = [r for r in records(events) if not r.kind.is_tpm]
     assert len(ctrl) == 2 * corpus_log.truth["ctrl_message_count"]
+
+
+# ------------------------------------------- hardening: bounded, never silent (issue 6)
+
+
+def test_junk_flood_inside_a_record_is_bounded(corpus_log: CorpusLog) -> None:
+    """A record that lost its last hex line, then 100,000 real libtpms lines
+    before the next header: every one is junk of that record, but the record
+    carries MAX_DEFECTS of them and one defect that counts the rest."""
+    from swtpm_extcap.logparse import MAX_DEFECTS
+
+    ex = excerpt(corpus_log)
+    v = ex.v
+    flood = [JUNK_LINES["libtpms-text"]] * 100_000
+    lines = ex.lines[: v.last_line - 1] + flood + ex.lines[v.last_line :]
+    out = parse(join(lines))
+    rec = victim_after(out, v.line)
+    kinds = [d.kind for d in rec.defects]
+    assert kinds.count(DefectKind.JUNK) == MAX_DEFECTS
+    # the flood, and the real lines between records of a TPM 1.2 log (its traces)
+    following = ex.recs[ex.victim + 1].line - 1 + len(flood) - 1
+    junk = [line for line in lines[v.last_line - 1 : following] if line.strip()]
+    assert len(junk) >= 100_000
+    omitted = [d for d in rec.defects if d.kind is DefectKind.OMITTED]
+    assert len(omitted) == 1 and omitted[0].count == len(junk) - MAX_DEFECTS
+    assert DefectKind.SHORT in kinds
+    assert sum(d.count for d in rec.defects) == len(junk) + 1  # every junk line and the short
+    assert len(rec.defects) == MAX_DEFECTS + 2
+    assert rec.data == v.data[: 16 * (v.last_line - v.line - 1)]
+    check_others(ex, out, len(flood) - 1)
+
+
+def test_a_header_prefix_of_100_kib_names_its_run_briefly(corpus: Path) -> None:
+    """The run's reason (a frame comment) shows the prefix cut, not 100 KiB of it."""
+    log = named_log(corpus, "proxmox-103-swtpm.log")
+    huge = b"[id=1795664634]" + b"x" * (100 << 10) + b" "
+    data = log.data.replace(b"[id=1795664634] ", huge)
+    events = parse(data)
+    starts = [e for e in events if isinstance(e, RunStart)]
+    assert starts[0].prefix == huge.decode() and len(starts[0].reason) < 120
+    want = [(r.kind, r.data, r.line) for r in records(parse(log.data))]
+    assert [(r.kind, r.data, r.line) for r in records(events)] == want
+    assert all_defects(events) == []
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 4096], ids=["whole", "1", "4096"])
+def test_cr_only_log_gives_the_same_events(corpus_log: CorpusLog, chunk: int | None) -> None:
+    """Line ends of old Macs (a lone CR): the same records, never 0 records silently."""
+    cr = corpus_log.data.replace(b"\n", b"\r")
+    assert parse(cr, chunk) == parse(corpus_log.data)
+
+
+def test_mixed_line_ends_give_the_same_events(corpus_log: CorpusLog) -> None:
+    ends = [b"\n", b"\r\n", b"\r"]
+    mixed = b"".join(line + ends[i % 3] for i, line in enumerate(corpus_log.lines))
+    assert parse(mixed) == parse(corpus_log.data)
+    assert parse(mixed, 7) == parse(corpus_log.data)
+
+
+@pytest.mark.parametrize("chunk", [None, 1 << 16], ids=["whole", "64k"])
+def test_hex_line_over_max_line_is_a_defect_of_its_record(corpus_log: CorpusLog, chunk: int | None) -> None:
+    """A hex line of a record padded past MAX_LINE: its first MiB is read (the
+    record's bytes and more), the cut is a long-line defect of that record."""
+    from swtpm_extcap.logparse import MAX_LINE
+
+    ex = excerpt(corpus_log)
+    v = ex.v
+    lines = list(ex.lines)
+    lines[v.line] += b"AB " * (MAX_LINE // 3 + 10)  # the first hex line, over 1 MiB
+    data = join(lines)
+    out = parse(data, chunk)
+    assert out == parse(data)
+    rec = victim_after(out, v.line)
+    assert rec.data.startswith(v.data[:16])
+    assert (v.line + 1, DefectKind.LONG_LINE) in [(d.line, d.kind) for d in rec.defects]
+    assert DefectKind.LONG in [d.kind for d in rec.defects]
+    check_others(ex, out, 0)
+
+
+def test_ten_megabytes_without_newline_count_as_one_line(corpus_log: CorpusLog) -> None:
+    """A 10 MB line without end (fed as a file is read, 1 MiB at a time): one line,
+    one long-line defect; the summary says so (it used to say '0 lines')."""
+    import io
+
+    from swtpm_extcap.pipeline import Pipeline
+
+    blob = (corpus_log.data.replace(b"\n", b" ") * (10_000_000 // len(corpus_log.data) + 1))[:10_000_000]
+    parser = LogParser()
+    events: list[Event] = []
+    for i in range(0, len(blob), 1 << 20):
+        events += parser.feed(blob[i : i + (1 << 20)])
+    events += parser.close()
+    assert parser.lines == 1
+    assert [(d.line, d.kind) for d in all_defects(events)] == [(1, DefectKind.LONG_LINE)]
+    pipe = Pipeline(io.BytesIO(), name="x", description="x")
+    for i in range(0, len(blob), 1 << 20):
+        pipe.feed(blob[i : i + (1 << 20)])
+    summary = pipe.close()
+    assert (summary.lines, summary.defect_count) == (1, 1)
+    assert "1 line read" in summary.report("x")[0]
+
+
+def test_record_longer_than_its_header_keeps_the_hex_lines_that_follow(corpus_log: CorpusLog) -> None:
+    """Its last line passes the length (two bytes too many), two more real hex
+    lines follow: one record with all of them, one long defect; no stray."""
+    ex = excerpt(corpus_log)
+    v = ex.v
+    lines = list(ex.lines)
+    lines[v.last_line - 1] += b"AB CD "
+    extra = [ex.lines[v.line], ex.lines[v.line + 1]]  # copies of its first two hex lines
+    lines[v.last_line : v.last_line] = extra
+    out = parse(join(lines))
+    rec = victim_after(out, v.line)
+    assert rec.data == v.data + b"\xab\xcd" + v.data[:32]
+    assert rec.last_line == v.last_line + 2
+    assert [(d.line, d.kind) for d in rec.defects] == [(v.last_line, DefectKind.LONG)]
+    assert not [r for r in records(out) if r.kind is Kind.STRAY]
+    check_others(ex, out, 2)
+    assert parse(join(lines), 5) == out
+
+
+def test_hex_after_a_complete_record_is_stray_never_tpm(corpus_log: CorpusLog) -> None:
+    """A record complete at its length is emitted at once (a live capture does
+    not wait for the next line); real hex lines after it are a STRAY record."""
+    ex = excerpt(corpus_log)
+    v = ex.v
+    extra = [ex.lines[v.line], ex.lines[v.line + 1]]
+    lines = ex.lines[: v.last_line] + extra + ex.lines[v.last_line :]
+    out = parse(join(lines))
+    assert view(victim_after(out, v.line)) == view(v)
+    stray = victim_after(out, v.last_line + 1)
+    assert stray.kind is Kind.STRAY and not stray.kind.is_tpm
+    assert stray.data == v.data[:32] and stray.declared is None and not stray.intact
+    assert [d.kind for d in stray.defects] == [DefectKind.STRAY]
+    check_others(ex, out, 2)
+
+
+def test_headerless_hex_is_bounded(corpus: Path) -> None:
+    """Hex lines without any header, more than MAX_RECORD bytes of them: one
+    STRAY record of the first MAX_RECORD bytes, an oversize defect counts the rest."""
+    from swtpm_extcap.logparse import MAX_RECORD
+
+    log = named_log(corpus, "libvirt-fedora39-swtpm.log")
+    hexlines = [line for line in log.lines if re.fullmatch(rb" (?:[0-9A-F]{2} )+", line)]
+    size = sum(len(line) // 3 for line in hexlines)
+    times = MAX_RECORD // size + 2
+    out = parse(join(hexlines * times))
+    recs = records(out)
+    assert [r.kind for r in recs] == [Kind.STRAY]
+    want = b"".join(bytes.fromhex(line.decode()) for line in hexlines) * times
+    assert recs[0].data == want[:MAX_RECORD]
+    defects = {d.kind: d for d in recs[0].defects}
+    assert set(defects) == {DefectKind.STRAY, DefectKind.OVERSIZE}
+    assert f"{len(want)} bytes" in defects[DefectKind.OVERSIZE].detail
+
+
+def test_a_hex_line_that_lost_its_prefix(corpus: Path) -> None:
+    """The issue's example: whole-file and line-by-line parsing agree, the
+    damaged record is flagged, the next record stays intact, no run invented."""
+    log = named_log(corpus, "proxmox-103-swtpm.log")
+    ex = excerpt(log)
+    v = ex.v
+    lines = list(ex.lines)
+    lines[v.line] = lines[v.line][len(ex.prefix) :]  # its first hex line, without [id=...]
+    data = join(lines)
+    out = parse(data)
+    assert out == parse(data, 1)
+    rec = victim_after(out, v.line)
+    assert not rec.intact
+    assert {(v.line + 1, DefectKind.JUNK), (v.line, DefectKind.SHORT)} <= {(d.line, d.kind) for d in rec.defects}
+    assert not [e for e in out if isinstance(e, RunStart)][1:]
+    check_others(ex, out, 0)

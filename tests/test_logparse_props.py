@@ -168,7 +168,7 @@ def damaged_logs(draw: st.DrawFn) -> Damaged:
         elif kind == "split":
             at = int(o[2]) % (len(line.text) + 1)  # type: ignore[call-overload]
             lines[p : p + 1] = [Line(line.text[:at], None, True), Line(line.text[at:], None, True)]
-        elif kind == "crlf":
+        elif kind == "crlf" and not line.text.endswith(b"\r"):
             # a CRLF ending is still the same line
             lines[p] = Line(line.text + b"\r", line.orig, line.touched)
     final_newline = True
@@ -181,9 +181,28 @@ def damaged_logs(draw: st.DrawFn) -> Damaged:
     return Damaged(path, lines, final_newline, ops)
 
 
+def line_numbers(d: Damaged) -> list[int]:
+    """The 1-based line number each line of ``d`` starts at: a CR inside a line
+    (garbled in) is a line end of its own (the parser takes LF, CRLF and CR)."""
+    out = []
+    n = 1
+    for line in d.lines:
+        out.append(n)
+        body = line.text[:-1] if line.text.endswith(b"\r") else line.text
+        n += 1 + body.count(b"\r")
+    return out
+
+
+def count_lines(data: bytes) -> int:
+    """Lines of ``data`` as the parser counts them (LF, CRLF, CR end a line)."""
+    norm = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return norm.count(b"\n") + (not norm.endswith(b"\n") and bool(norm))
+
+
 def untouched_records(d: Damaged) -> list[tuple[Record, int]]:
     """Real records whose header and hex lines are all still there, unchanged
     and consecutive; with the 1-based line their header now has."""
+    numbers = line_numbers(d)
     where: dict[int, list[int]] = defaultdict(list)
     for i, line in enumerate(d.lines):
         if line.orig is not None and not line.touched:
@@ -196,7 +215,7 @@ def untouched_records(d: Damaged) -> list[tuple[Record, int]]:
             if i + span < len(d.lines) and all(
                 d.lines[i + j].orig == head + j and not d.lines[i + j].touched for j in range(span + 1)
             ):
-                out.append((rec, i + 1))
+                out.append((rec, numbers[i]))
     return out
 
 
@@ -224,7 +243,7 @@ def test_events_are_in_order_and_inside_the_input(d: Damaged) -> None:
     parser = LogParser()
     data = d.data
     events = parser.feed(data) + parser.close()
-    nlines = data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
+    nlines = count_lines(data)
     assert parser.lines == nlines
     lines = [r.line for r in records(events)]
     assert lines == sorted(set(lines)), "records out of log order"
@@ -290,10 +309,19 @@ def test_pool_has_real_foreign_lines() -> None:
 # ------------------------------------- the fast path takes exactly what the line path takes
 
 
+def split_lines(data: bytes) -> list[str]:
+    """``data``'s lines as the parser cuts them (at LF, CRLF or CR), without their ends."""
+    norm = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("latin-1")
+    lines = norm.split("\n")
+    if norm.endswith("\n"):
+        lines.pop()
+    return lines if norm else []
+
+
 def parse_by_lines(data: bytes) -> list[Event]:
     """The reference: every line through the line-by-line state machine."""
     parser = LogParser()
-    return parser.feed_lines(data.decode("latin-1").splitlines(keepends=True)) + parser.close()
+    return parser.feed_lines(split_lines(data)) + parser.close()
 
 
 @st.composite

@@ -273,3 +273,32 @@ def test_pyshark_decodes_the_truths_tpm_codes(path: Path, converted: Convert) ->
     assert frames == 2 * len(exchanges)
     assert commands == corpus_log.tpm_command_codes()
     assert responses == [int(e["response_code"], 16) for e in exchanges]
+
+
+def test_a_comment_past_the_option_limit_is_cut_not_a_crash(tmp_path: Path) -> None:
+    """pcapng's option length is 16 bits. The framer keeps its comments far
+    below that (tests/test_frames.py); the writer still never raises on a
+    longer one: it cuts it at a character boundary and says so."""
+    from swtpm_extcap.pcapng import MAX_OPTION
+
+    buf = io.BytesIO()
+    writer = PcapngWriter(buf, name="x", description="x", application="x")
+    long_ascii = "a" * 70_000
+    long_utf8 = "é" * 40_000  # 80,000 bytes, cut must not split a character
+    from swtpm_extcap.frames import build_frame
+
+    pkts = [build_frame(50000, 2321, 1, 1, 0x18, payload) for payload in (b"\x01\x02", b"\x03", b"\x04")]
+    writer.write(1, pkts[0], long_ascii)
+    writer.write_many([(2, pkts[1], long_utf8), (3, pkts[2], "short")])
+    (sec,) = read_pcapng(buf.getvalue())
+    comments = [p.comment for p in sec.packets]
+    assert all(len(p.options[OPT_COMMENT][0]) <= MAX_OPTION for p in sec.packets)
+    assert comments[0].startswith("a" * 60_000) and comments[0].endswith("[comment cut: too long for pcapng]")
+    assert comments[1].startswith("é" * 30_000) and comments[1].endswith("[comment cut: too long for pcapng]")
+    assert comments[2] == "short"
+    require_tshark()
+    path = tmp_path / "long.pcapng"
+    path.write_bytes(buf.getvalue())
+    from conftest import read_frames
+
+    assert [f.payload for f in read_frames(path)] == [b"\x01\x02", b"\x03", b"\x04"]

@@ -4,6 +4,7 @@ with exit 0, nothing on stderr, no traceback, and a pcapng that tshark reads to 
 from __future__ import annotations
 
 import signal
+import sys
 import subprocess
 import threading
 import time
@@ -224,3 +225,34 @@ def test_sigterm_while_the_reader_has_stopped_reading(tmp_path: Path) -> None:
             f.close()  # type: ignore[attr-defined]
     assert (proc.returncode, out, err) == (0, b"", b"")
     assert took < STOP_WITHIN_S
+
+
+def test_sigterm_at_once_is_a_clean_stop(tmp_path: Path) -> None:
+    """A stop in the first milliseconds (Wireshark's stop right after start) exits 0.
+
+    ``-X importtime`` reports each import as it finishes: the signal is sent as
+    soon as the capture's first module after the stop handlers is imported,
+    i.e. before argparse, logging and the capture's own imports."""
+    fifo = make_fifo(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "swtpm_extcap", "--capture",
+         "--extcap-interface", "swtpm-demo", "--fifo", str(fifo)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=extcap_env(),
+    )
+    assert proc.stderr is not None
+    seen = []
+    for raw in proc.stderr:
+        seen.append(raw)
+        if raw.rstrip().endswith(FIRST_IMPORT_AFTER_THE_HANDLERS.encode()):
+            proc.send_signal(signal.SIGTERM)
+            break
+    else:
+        raise AssertionError(f"{FIRST_IMPORT_AFTER_THE_HANDLERS} never imported: {seen[-3:]}")
+    took, out, err = _finish(proc, time.monotonic())
+    assert (proc.returncode, out) == (0, b"")
+    assert all(line.startswith(b"import time:") for line in err.splitlines())
+    assert took < STOP_WITHIN_S
+
+
+#: the module the capture imports right after installing its stop handlers
+FIRST_IMPORT_AFTER_THE_HANDLERS = "| swtpm_extcap.extcap"

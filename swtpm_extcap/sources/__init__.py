@@ -1,7 +1,48 @@
-"""Where log bytes come from: each source yields chunks of bytes and ends when its ``stop`` Event is set."""
+"""Where log bytes come from: a :class:`LogLocation` names a log, :func:`open_source`
+gives the :class:`~swtpm_extcap.sources.base.Source` that reads it.
+
+The capture engine knows nothing but :class:`~swtpm_extcap.sources.base.Source`:
+a local file (:mod:`.local`) is the first implementation; a log on an SSH host
+is the second (its branch in :func:`open_source`). Nothing heavy is imported
+here: discovery uses :class:`LogLocation` while listing.
+"""
 
 from __future__ import annotations
 
-from .follow import follow, read_once
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["follow", "read_once"]
+if TYPE_CHECKING:
+    from .base import Source
+
+__all__ = ["LogLocation", "open_source"]
+
+
+@dataclass(frozen=True)
+class LogLocation:
+    """Where one swtpm log is: a path on this machine, or on ``host``."""
+
+    #: the log's path on its host
+    path: str
+    #: None: this machine; else the SSH destination that holds the log (``[user@]host``)
+    host: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host is None
+
+    def __str__(self) -> str:
+        """How messages name the log: a path, or ``host:path``."""
+        return self.path if self.host is None else f"{self.host}:{self.path}"
+
+
+def open_source(location: LogLocation) -> Source:
+    """The :class:`Source` that reads the log at ``location``; opens nothing yet."""
+    if location.is_local:
+        from .local import LocalFile
+
+        return LocalFile(location.path)
+    # the remote branch: a log on an SSH host (swtpm_extcap/sources/ssh.py)
+    from ..errors import UserError
+
+    raise UserError(f"{location}: logs on other hosts are not supported yet")

@@ -16,6 +16,10 @@ was yielded so far does not end with a newline, ``b"\\n"`` is yielded first, so
 that the parser ends that line instead of gluing the next file's first line
 onto it.
 
+:func:`follow_chunks` yields the same bytes with a typed :class:`Notice` at
+each switch (after that ``b"\\n"``, before the new file's bytes): what
+:class:`~swtpm_extcap.sources.local.LocalFile` hands the capture engine.
+
 On Linux the file's *directory* is watched with inotify (through ctypes, no
 third-party module), so a write is seen within a millisecond; elsewhere, or if
 inotify fails, the file is polled every ``poll_interval`` seconds. In both modes
@@ -32,6 +36,7 @@ import stat
 import threading
 from collections.abc import Callable, Generator, Iterator
 
+from .base import Chunk, Notice
 from .inotify import DirWatch
 
 #: most bytes yielded by one chunk: a big backlog streams in constant memory
@@ -46,29 +51,40 @@ GUARD_SIZE = 256
 
 EventSink = Callable[[str], None]
 
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 # never block in open() on a FIFO at the path (stop could not interrupt it)
-_OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)
+OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)
 
 
 def read_once(
-    path: str | os.PathLike[str], stop: threading.Event, *, chunk_size: int = CHUNK_SIZE
+    path: str | os.PathLike[str],
+    stop: threading.Event,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> Generator[bytes, None, None]:
-    """Yield the whole file in chunks of at most ``chunk_size`` bytes, then end.
+    """Yield bytes ``[start, end)`` of the file (``end`` None: to its end) in chunks
+    of at most ``chunk_size`` bytes, then end.
 
-    For "stop at end of log" (replay) mode. Ends early when ``stop`` is set.
-    :class:`FileNotFoundError` and :class:`PermissionError` propagate from the
-    first ``next()``.
+    For "stop at end of log" (replay) mode and the last-run pass. Ends early
+    when ``stop`` is set. :class:`FileNotFoundError` and
+    :class:`PermissionError` propagate from the first ``next()``.
     """
-    fd = os.open(os.fspath(path), _OPEN_FLAGS)
+    fd = os.open(os.fspath(path), OPEN_FLAGS)
     try:
-        while not stop.is_set():
+        if start:
+            os.lseek(fd, start, os.SEEK_SET)
+        left = -1 if end is None else end - start
+        while left and not stop.is_set():
             try:
-                data = os.read(fd, chunk_size)
+                data = os.read(fd, chunk_size if left < 0 else min(left, chunk_size))
             except BlockingIOError:
                 return
             if not data:
                 return
+            if left > 0:
+                left -= len(data)
             yield data
     finally:
         os.close(fd)
@@ -110,11 +126,38 @@ def follow(
     Raises :class:`PermissionError` (and other :class:`OSError`) when the file
     or its directory cannot be read.
     """
+    for chunk in follow_chunks(
+        path, stop, start=0 if from_start else None, poll_interval=poll_interval,
+        on_event=on_event, use_inotify=use_inotify,
+    ):
+        if type(chunk) is bytes:
+            yield chunk
+
+
+def follow_chunks(
+    path: str | os.PathLike[str],
+    stop: threading.Event,
+    *,
+    start: int | None = 0,
+    poll_interval: float = POLL_INTERVAL,
+    on_event: EventSink | None = None,
+    use_inotify: bool = True,
+) -> Generator[Chunk, None, None]:
+    """:func:`follow`, with a :class:`Notice` at each switch of file.
+
+    ``start``: the offset in the file open at the start to begin at (0: its
+    start; None: its end; past its end: its end); when that is inside a line,
+    the rest of the line is skipped. A file that appears later is read from 0.
+    Notices: :data:`Notice.TRUNCATED` (same file, read again from 0),
+    :data:`Notice.ROTATED` (a new file at the path, the old one drained),
+    :data:`Notice.RECREATED` (the path had no file, and now has one again,
+    also when the follow began without a file).
+    """
     if poll_interval <= 0:
         raise ValueError(f"poll_interval must be > 0, not {poll_interval!r}")
-    follower = _Follower(os.fspath(path), stop, from_start, poll_interval, on_event, use_inotify)
+    follower = _Follower(os.fspath(path), stop, start, poll_interval, on_event, use_inotify)
     try:
-        yield from follower.run()
+        yield from follower.chunks()
     finally:
         follower.close()
 
@@ -126,14 +169,14 @@ class _Follower:
         self,
         path: str,
         stop: threading.Event,
-        from_start: bool,
+        start: int | None,
         poll_interval: float,
         on_event: EventSink | None,
         use_inotify: bool,
     ) -> None:
         self.path = path
         self.stop = stop
-        self.from_start = from_start
+        self.start = start  # where to begin in the file open at the start (None: its end)
         self.poll_interval = poll_interval
         self.on_event = on_event
         self.use_inotify = use_inotify
@@ -144,28 +187,29 @@ class _Follower:
         self.consumed = 0  # bytes read from all files so far: tells whether a round did anything
         self.guard = b""  # the file's last GUARD_SIZE bytes before offset
         self.ended_nl = True  # nothing yielded since the last switch, or it ended with b"\n"
-        self.skip_partial = False  # drop bytes up to the first b"\n" (from_start=False)
+        self.skip_partial = False  # drop bytes up to the first b"\n" (start inside a line)
         self.opened_before = False
         self.path_state = "unknown"  # "present" | "missing": for on_event
         self.watch: DirWatch | None = None
 
-    def emit(self, message: str) -> None:
+    def note(self, message: str) -> None:
+        """A line for the debug log (``on_event``)."""
         if self.on_event is not None:
             self.on_event(message)
 
     # -- the loop --------------------------------------------------------------
 
-    def run(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[Chunk]:
         if self.use_inotify:
             directory, name = os.path.split(os.path.abspath(self.path))
             try:
                 self.watch = DirWatch(directory, name)
             except OSError as exc:
-                self.emit(f"inotify unavailable ({exc}): polling every {self.poll_interval:g} s")
+                self.note(f"inotify unavailable ({exc}): polling every {self.poll_interval:g} s")
             else:
-                self.emit(f"inotify: watching directory {directory}")
+                self.note(f"inotify: watching directory {directory}")
         else:
-            self.emit(f"polling every {self.poll_interval:g} s")
+            self.note(f"polling every {self.poll_interval:g} s")
         stop = self.stop
         while not stop.is_set():
             before = self.consumed
@@ -180,10 +224,10 @@ class _Follower:
                 if self.path_state != "missing":
                     self.path_state = "missing"
                     if self.fd is None:
-                        self.emit(f"waiting for {self.path} to be created")
+                        self.note(f"waiting for {self.path} to be created")
                     else:
                         gone = "deleted" if os.fstat(self.fd).st_nlink == 0 else "moved away"
-                        self.emit(f"{gone}: {self.path} is gone; still reading the old file"
+                        self.note(f"{gone}: {self.path} is gone; still reading the old file"
                                   " until a new one appears")
             elif self.fd is None or (st.st_dev, st.st_ino) != self.ident:
                 # a (new) file at the path: drain the old one, then switch to it
@@ -199,6 +243,8 @@ class _Follower:
                 yield from self.end_line()
                 if self.open(how):
                     busy = True
+                    if how != "opened":
+                        yield Notice.ROTATED if how == "rotated" else Notice.RECREATED
             else:
                 self.path_state = "present"
             if not busy:
@@ -227,7 +273,7 @@ class _Follower:
         ``how`` names the switch for ``on_event``: opened, created, rotated, re-created.
         """
         try:
-            fd = os.open(self.path, _OPEN_FLAGS)
+            fd = os.open(self.path, OPEN_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
             return False
         st = os.fstat(fd)
@@ -240,21 +286,22 @@ class _Follower:
         self.skip_partial = False
         self.path_state = "present"
         self.opened_before = True
-        if first and how == "opened" and not self.from_start and self.regular and st.st_size > 0:
-            # start at the end; if that is inside a line, skip the rest of it
-            self.offset = st.st_size
-            self.guard = _pread(fd, max(0, st.st_size - GUARD_SIZE), st.st_size)
+        start = st.st_size if self.start is None else min(self.start, st.st_size)
+        if first and how == "opened" and start > 0 and self.regular:
+            # start there; if that is inside a line, skip the rest of it
+            self.offset = start
+            self.guard = _pread(fd, max(0, start - GUARD_SIZE), start)
             self.skip_partial = not self.guard.endswith(b"\n")
             os.lseek(fd, self.offset, os.SEEK_SET)
-            self.emit(f"opened {self.path} (inode {st.st_ino}) at its end, offset {self.offset}")
+            self.note(f"opened {self.path} (inode {st.st_ino}) at offset {self.offset}")
         elif how == "rotated":
-            self.emit(f"rotated: new file at {self.path} (inode {st.st_ino}),"
+            self.note(f"rotated: new file at {self.path} (inode {st.st_ino}),"
                       " old one drained; reading from offset 0")
         else:
-            self.emit(f"{how}: {self.path} (inode {st.st_ino}), reading from offset 0")
+            self.note(f"{how}: {self.path} (inode {st.st_ino}), reading from offset 0")
         return True
 
-    def drain(self) -> Iterator[bytes]:
+    def drain(self) -> Iterator[Chunk]:
         """Read the open (old) file to its end, then close it."""
         while self.fd is not None:
             before = self.consumed
@@ -269,11 +316,12 @@ class _Follower:
             self.ended_nl = True
             yield b"\n"
 
-    def restart(self, why: str) -> Iterator[bytes]:
+    def restart(self, why: str) -> Iterator[Chunk]:
         """The same file was truncated or rewritten: read it again from offset 0."""
         assert self.fd is not None
-        self.emit(f"truncated: {self.path} {why}; reading it again from offset 0")
+        self.note(f"truncated: {self.path} {why}; reading it again from offset 0")
         yield from self.end_line()
+        yield Notice.TRUNCATED
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.offset = 0
         self.guard = b""
@@ -281,7 +329,7 @@ class _Follower:
 
     # -- reading -----------------------------------------------------------
 
-    def read_available(self) -> Iterator[bytes]:
+    def read_available(self) -> Iterator[Chunk]:
         """Yield what the open file holds beyond our offset (as of one fstat)."""
         fd = self.fd
         assert fd is not None

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Benchmark: ``swtpm-extcap convert`` on logs that are nothing but damage.
+
+Two logs made from the real corpus (tests/data/corpus), each at a tenth of
+its size and at full size, so a reader sees whether memory grows with damage:
+
+* ``defects``: every record of a real Proxmox log damaged in turn (its last
+  hex line lost, an unreadable length, its header lost so its hex is stray, a
+  junk line inside, a hex line without its ``[id=]`` prefix, a header with no
+  hex and TPM 1.2 trace lines after it), repeated to ``--defects-mb`` (20 MB);
+* ``headerless``: the hex lines of a real libvirt log without any header,
+  repeated to ``--hex-mb`` (150 MB): one run of stray hex.
+
+Reports per log: seconds, MB/s, peak RSS of the converter (target <= 64 MB,
+flat), output size, defects counted (from the summary line). Prints JSON.
+
+usage: bench/bench_damage.py [--defects-mb 20] [--hex-mb 150] [--workdir /tmp/swtpm-damage]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "tests" / "data" / "corpus"
+HEADER = re.compile(rb"^(.*?) (SWTPM_IO_Read|SWTPM_IO_Write|Ctrl Cmd|Ctrl Rsp Continued|Ctrl Rsp): length (\d+)$")
+
+
+def _lines(name: str) -> list[bytes]:
+    return (CORPUS / name).read_bytes().split(b"\n")[:-1]
+
+
+def _records(lines: list[bytes]) -> list[tuple[bytes, list[bytes]]]:
+    """(header, hex lines) of every record of a real log."""
+    out = []
+    for i, line in enumerate(lines):
+        m = HEADER.match(line)
+        if m:
+            n = (int(m.group(3)) + 15) // 16
+            out.append((line, lines[i + 1 : i + 1 + n]))
+    return out
+
+
+def defects_log(path: Path, mb: int) -> Path:
+    """Every record damaged, one way after another, to ``mb`` MiB."""
+    recs = _records(_lines("proxmox-103-swtpm.log"))
+    traces = [line for line in _lines("tpm12-swtpm.log") if line.startswith(b"     ")][:6]
+    block: list[bytes] = []
+    for k, (head, body) in enumerate(recs):
+        way = k % 6
+        prefix = HEADER.match(head).group(1)  # type: ignore[union-attr]
+        if way == 0 and len(body) > 1:
+            block += [head, *body[:-1]]  # short: last hex line lost
+        elif way == 1:
+            block += [head[: head.rindex(b"length ")] + b"length 0x" + b"9" * 40, *body]  # bad length
+        elif way == 2:
+            block += body  # header lost: stray hex
+        elif way == 3:
+            block += [head, b"libtpms/tpm2: Entering failure mode; code: 3", *body]  # junk inside
+        elif way == 4:
+            block += [head, *(line[len(prefix) :] for line in body)]  # every hex line lost its prefix
+        else:
+            block += [head, *traces]  # a header with no hex, trace lines after it
+    data = b"\n".join(block) + b"\n"
+    with open(path, "wb") as f:
+        for _ in range(-(-mb * (1 << 20) // len(data))):
+            f.write(data)
+    return path
+
+
+def headerless_log(path: Path, mb: int) -> Path:
+    hexlines = [line for line in _lines("libvirt-fedora39-swtpm.log") if re.fullmatch(rb" (?:[0-9A-F]{2} )+", line)]
+    data = b"\n".join(hexlines) + b"\n"
+    with open(path, "wb") as f:
+        for _ in range(-(-mb * (1 << 20) // len(data))):
+            f.write(data)
+    return path
+
+
+def convert(log: Path) -> dict[str, object]:
+    out = log.with_suffix(".pcapng")
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swtpm_extcap", "convert", str(log), "-o", str(out)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    err = proc.stderr.read() if proc.stderr else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    secs = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    summary = err.decode(errors="replace").splitlines()[0] if err else ""
+    m = re.search(r"(\d+) defects?", summary)
+    result = {
+        "log_mb": round(log.stat().st_size / 1e6, 1),
+        "exit": code,
+        "seconds": round(secs, 2),
+        "mb_per_s": round(log.stat().st_size / secs / 1e6, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "output_mb": round(out.stat().st_size / 1e6, 2),
+        "defects": int(m.group(1)) if m else None,
+        "stderr_lines": len(err.splitlines()),
+        "summary": summary,
+    }
+    out.unlink()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--defects-mb", type=int, default=20)
+    ap.add_argument("--hex-mb", type=int, default=150)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/swtpm-damage"))
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for mb in sorted({max(1, args.defects_mb // 10), args.defects_mb}):
+        log = defects_log(args.workdir / f"defects-{mb}.log", mb)
+        results[f"defects-{mb}MB"] = convert(log)
+        log.unlink()
+    for mb in sorted({max(1, args.hex_mb // 10), args.hex_mb}):
+        log = headerless_log(args.workdir / f"headerless-{mb}.log", mb)
+        results[f"headerless-{mb}MB"] = convert(log)
+        log.unlink()
+    for key, r in results.items():
+        print(f"{key:>18}: {r['seconds']:6.2f} s ({r['mb_per_s']} MB/s), peak RSS {r['peak_rss_mb']} MB,"
+              f" output {r['output_mb']} MB, {r['defects']} defects, exit {r['exit']}")
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,775 @@
+"""Pure PCR replay: parser events in, the PCR banks of each run and what changed them out.
+
+Like :mod:`logparse`, this does no I/O and never looks at a clock. Feed it the
+parser's events in log order (``Replayer.feed(events)``); it pairs each TPM
+response with the command before it in the same run (and each control-channel
+response with its control command), applies a change only when the response
+code is success, and returns a :class:`Step` for every change and a
+:class:`Check` for every PCR value a ``TPM2_PCR_Read`` returned.
+
+What changes PCRs (TPM 2.0, as libtpms implements it, ``src/tpm2/PCR.c``):
+
+* ``TPM2_Startup(CLEAR)``: PCRs 0-16 and 23 to zeros, 17-22 (the PCRs only
+  locality 4 may reset: DRTM) to all ones, PCR 0's last byte the locality of
+  the Startup (``CMD_SET_LOCALITY``; 0 unless set). After an H-CRTM sequence
+  before Startup, PCR 0 keeps its value.
+* ``TPM2_Startup(STATE)`` (resume): PCRs 0-15 are restored from the state
+  saved at ``Shutdown(STATE)``, which the log does not show: **unknown**;
+  16-23 as for CLEAR.
+* ``TPM2_PCR_Extend``: the digests of the command's ``TPML_DIGEST_VALUES``
+  (after the handle and the authorization area): ``new = H(old || digest)``.
+* ``TPM2_PCR_Event``, ``TPM2_EventSequenceComplete``: the digests of the
+  *response* (the event data of the command may be encrypted by a session).
+* ``TPM2_PCR_Reset``: zeros in every bank.
+* Control channel ``CMD_HASH_START`` (6), ``CMD_HASH_DATA`` (7),
+  ``CMD_HASH_END`` (8) (swtpm's ``tpm_ioctl.h``): after Startup PCRs 17-22 to
+  zeros, then PCR 17 extended with the hash of the data; before Startup
+  (H-CRTM) PCR 0 set to ``0...04`` and extended.
+* ``CMD_INIT`` (the TPM powered on again): everything unknown until Startup.
+
+A value that cannot be known is ``None`` with the reason in ``why``, never
+guessed: a run whose Startup is not in the log, ``Startup(STATE)``, a bank
+whose hash this Python cannot compute, a damaged record (that PCR, or every
+PCR when the damaged command cannot be identified), a PCR-changing command
+without a response. A ``PCR_Read`` of an unknown value makes it known from
+then on (``Check.status == "learned"``): the TPM said so, nothing is guessed.
+
+TPM 1.2 logs are not replayed (their records are skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+from .logparse import Event, Kind, Record, RunStart
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+PCR_COUNT = 24
+#: PCRs only locality 4 may reset (PC client profile, libtpms ``s_initAttributes``)
+DRTM_PCRS = range(17, 23)
+DRTM_PCR = 17
+HCRTM_PCR = 0
+#: PCRs that TPM2_Shutdown(STATE) saves and TPM2_Startup(STATE) restores
+STATE_SAVED_PCRS = range(0, 16)
+
+TAG_NO_SESSIONS = 0x8001
+TAG_SESSIONS = 0x8002
+TPM_RH_NULL = 0x40000007
+SU_CLEAR = 0x0000
+SU_STATE = 0x0001
+TPM_CAP_PCRS = 0x00000005
+
+CC_PCR_ALLOCATE = 0x0000012B
+CC_PCR_EVENT = 0x0000013C
+CC_PCR_RESET = 0x0000013D
+CC_STARTUP = 0x00000144
+CC_GET_CAPABILITY = 0x0000017A
+CC_PCR_READ = 0x0000017E
+CC_PCR_EXTEND = 0x00000182
+CC_EVENT_SEQUENCE_COMPLETE = 0x00000185
+
+CMD_INIT = 2
+CMD_SET_LOCALITY = 5
+CMD_HASH_START = 6
+CMD_HASH_DATA = 7
+CMD_HASH_END = 8
+
+#: TPM_ALG_ID -> (name, digest size)
+ALGORITHMS: dict[int, tuple[str, int]] = {
+    0x0004: ("sha1", 20),
+    0x000B: ("sha256", 32),
+    0x000C: ("sha384", 48),
+    0x000D: ("sha512", 64),
+    0x0012: ("sm3_256", 32),
+    0x0027: ("sha3_256", 32),
+    0x0028: ("sha3_384", 48),
+    0x0029: ("sha3_512", 64),
+}
+_HASHLIB_NAME = {"sm3_256": "sm3"}
+#: the banks libtpms implements: a run starts with these
+STANDARD_BANKS = (0x0004, 0x000B, 0x000C, 0x000D)
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_HEADER = struct.Struct(">HII")
+
+
+def _hasher(name: str) -> Callable[[bytes], bytes] | None:
+    lib = _HASHLIB_NAME.get(name, name)
+    if lib not in hashlib.algorithms_available:
+        return None
+    return lambda data: hashlib.new(lib, data).digest()
+
+
+#: TPM_ALG_ID -> digest function, for the algorithms this Python can compute
+HASHES: dict[int, Callable[[bytes], bytes]] = {
+    alg: fn for alg, (name, _) in ALGORITHMS.items() if (fn := _hasher(name)) is not None
+}
+
+
+def bank_name(alg: int) -> str:
+    known = ALGORITHMS.get(alg)
+    return known[0] if known else f"alg-0x{alg:04x}"
+
+
+class Malformed(ValueError):
+    """A TPM structure that does not parse."""
+
+
+# ------------------------------------------------------------------ results
+
+
+class Step(NamedTuple):
+    """One change of one PCR in one bank.
+
+    ``what``: ``extend`` (PCR_Extend, PCR_Event, EventSequenceComplete, DRTM
+    hash end: ``number`` is the extend's number in its run, from 1; one
+    command extending several banks is one number), ``reset`` (PCR_Reset, the
+    DRTM reset of 17-22), ``startup`` (Startup's initial value), ``unknown``
+    (the value can no longer be known; ``why`` says why).
+    ``line`` is the command's log line, ``answer`` the response's (0 when the
+    change has no response of its own, e.g. a run start).
+    """
+
+    run: int
+    line: int
+    answer: int
+    what: str
+    pcr: int
+    alg: int
+    value: bytes | None
+    digest: bytes | None = None
+    number: int = 0
+    command: str = ""
+    why: str = ""
+
+    @property
+    def bank(self) -> str:
+        return bank_name(self.alg)
+
+
+class Check(NamedTuple):
+    """One PCR value returned by a PCR_Read, against the replay.
+
+    ``status``: ``match``, ``mismatch``, or ``learned`` (the replay did not
+    know the value; from now on it is the value read). ``since`` is the line
+    of the replayed value's last change (0 when unknown).
+    """
+
+    run: int
+    line: int
+    answer: int
+    pcr: int
+    alg: int
+    read: bytes
+    replay: bytes | None
+    since: int
+    status: str
+    why: str = ""
+
+    @property
+    def bank(self) -> str:
+        return bank_name(self.alg)
+
+
+class Startup(NamedTuple):
+    """A TPM2_Startup that succeeded (``kind``: ``clear`` or ``state``)."""
+
+    run: int
+    line: int
+    answer: int
+    kind: str
+
+
+class Read(NamedTuple):
+    """One PCR_Read response: how many values it returned, how many the replay
+    had the same. Each value that did not match (or was unknown) is also a
+    :class:`Check` (every value is, with ``Replayer(detail=True)``)."""
+
+    run: int
+    line: int
+    answer: int
+    values: int
+    matched: int
+
+
+Outcome = Step | Check | Startup | Read
+
+
+# -------------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class Slot:
+    """One PCR in one bank: its value (None = unknown), when and why it changed."""
+
+    value: bytes | None
+    line: int
+    why: str = ""
+
+
+@dataclass(slots=True)
+class _Fill:
+    """What a bank that appears later gets for one PCR: a fill byte (and last
+    byte), or unknown."""
+
+    byte: int | None
+    last: int | None
+    line: int
+    why: str
+
+    def value(self, size: int) -> bytes | None:
+        if self.byte is None:
+            return None
+        head = bytes([self.byte]) * (size - 1)
+        return head + bytes([self.byte if self.last is None else self.last])
+
+
+@dataclass(slots=True)
+class RunState:
+    """The PCR banks of one run."""
+
+    run: int
+    banks: dict[int, list[Slot]] = field(default_factory=dict)
+    fills: list[_Fill] = field(default_factory=list)
+    extends: int = 0
+    started: bool = False
+    #: banks this run extended, reset to a value, or read (what `pcrs` shows)
+    seen: set[int] = field(default_factory=set)
+
+    def bank(self, alg: int) -> list[Slot]:
+        slots = self.banks.get(alg)
+        if slots is None:
+            size = ALGORITHMS[alg][1] if alg in ALGORITHMS else 0
+            slots = [
+                Slot(f.value(size) if size else None, f.line, f.why if f.byte is None or not size
+                     else "")
+                for f in self.fills
+            ]
+            if not size:
+                for s in slots:
+                    s.why = s.why or f"unknown algorithm 0x{alg:04x}"
+            self.banks[alg] = slots
+        return slots
+
+
+def _unknown_fills(line: int, why: str) -> list[_Fill]:
+    return [_Fill(None, None, line, why) for _ in range(PCR_COUNT)]
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def _command_params(data: bytes, handles: int) -> tuple[int, list[int], int]:
+    """(command code, handles, offset of the parameters) of a TPM 2.0 command."""
+    if len(data) < 10:
+        raise Malformed("command shorter than its header")
+    tag, _size, code = _HEADER.unpack_from(data)
+    pos = 10
+    hs = []
+    for _ in range(handles):
+        if pos + 4 > len(data):
+            raise Malformed("command cut inside its handles")
+        hs.append(_U32.unpack_from(data, pos)[0])
+        pos += 4
+    if tag == TAG_SESSIONS:
+        if pos + 4 > len(data):
+            raise Malformed("command cut before its authorization size")
+        pos += 4 + _U32.unpack_from(data, pos)[0]
+    elif tag != TAG_NO_SESSIONS:
+        raise Malformed(f"command tag 0x{tag:04x}")
+    if pos > len(data):
+        raise Malformed("authorization area longer than the command")
+    return code, hs, pos
+
+
+def _response_params(data: bytes) -> int:
+    """Offset of a successful response's parameters (no response handles)."""
+    tag = _U16.unpack_from(data)[0]
+    return 14 if tag == TAG_SESSIONS else 10
+
+
+def parse_digest_values(data: bytes, pos: int) -> list[tuple[int, bytes]]:
+    """A TPML_DIGEST_VALUES at ``pos``: [(TPM_ALG_ID, digest)]."""
+    try:
+        (count,) = _U32.unpack_from(data, pos)
+    except struct.error:
+        raise Malformed("digest list cut off") from None
+    pos += 4
+    out = []
+    for _ in range(count):
+        if pos + 2 > len(data):
+            raise Malformed("digest list cut off")
+        (alg,) = _U16.unpack_from(data, pos)
+        known = ALGORITHMS.get(alg)
+        if known is None:
+            raise Malformed(f"digest of unknown algorithm 0x{alg:04x}")
+        size = known[1]
+        digest = data[pos + 2 : pos + 2 + size]
+        if len(digest) != size:
+            raise Malformed("digest cut off")
+        out.append((alg, digest))
+        pos += 2 + size
+    return out
+
+
+_BITS = [tuple(b for b in range(8) if n >> b & 1) for n in range(256)]
+
+
+def parse_pcr_selection(data: bytes, pos: int) -> tuple[list[tuple[int, list[int]]], int]:
+    """A TPML_PCR_SELECTION at ``pos``: ([(TPM_ALG_ID, [PCR, ...])], end offset)."""
+    try:
+        (count,) = _U32.unpack_from(data, pos)
+        pos += 4
+        out = []
+        for _ in range(count):
+            alg, size = struct.unpack_from(">HB", data, pos)
+            bits = data[pos + 3 : pos + 3 + size]
+            if len(bits) != size:
+                raise Malformed("PCR selection cut off")
+            pos += 3 + size
+            out.append((alg, [8 * j + b for j, byte in enumerate(bits) for b in _BITS[byte]]))
+    except struct.error:
+        raise Malformed("PCR selection cut off") from None
+    return out, pos
+
+
+def parse_pcr_read(response: bytes) -> list[tuple[int, int, bytes]]:
+    """The values of a successful PCR_Read response: [(PCR, TPM_ALG_ID, value)]."""
+    pos = _response_params(response) + 4  # pcrUpdateCounter
+    selection, pos = parse_pcr_selection(response, pos)
+    try:
+        (count,) = _U32.unpack_from(response, pos)
+    except struct.error:
+        raise Malformed("digest list cut off") from None
+    pos += 4
+    values = []
+    for _ in range(count):
+        if pos + 2 > len(response):
+            raise Malformed("digest list cut off")
+        (size,) = _U16.unpack_from(response, pos)
+        values.append(response[pos + 2 : pos + 2 + size])
+        pos += 2 + size
+    pairs = [(pcr, alg) for alg, pcrs in selection for pcr in pcrs]
+    if len(pairs) != len(values) or any(
+        len(v) != ALGORITHMS.get(alg, (None, len(v)))[1] for (_, alg), v in zip(pairs, values)
+    ):
+        raise Malformed("PCR_Read: the digests do not fit the selection")
+    return [(pcr, alg, value) for (pcr, alg), value in zip(pairs, values) if pcr < PCR_COUNT]
+
+
+# ----------------------------------------------------------------- replayer
+
+_WATCHED = frozenset(
+    _U32.pack(c)
+    for c in (
+        CC_STARTUP,
+        CC_PCR_EXTEND,
+        CC_PCR_EVENT,
+        CC_PCR_RESET,
+        CC_EVENT_SEQUENCE_COMPLETE,
+        CC_PCR_READ,
+    )
+)
+#: GetCapability(TPM_CAP_PCRS) (without sessions): the PCR allocation
+_GET_PCR_ALLOCATION = _U32.pack(CC_GET_CAPABILITY) + _U32.pack(TPM_CAP_PCRS)
+#: commands whose PCR handle (first handle) the command changes
+_CHANGERS = frozenset({CC_PCR_EXTEND, CC_PCR_EVENT, CC_PCR_RESET, CC_EVENT_SEQUENCE_COMPLETE})
+_NAMES = {
+    CC_STARTUP: "Startup",
+    CC_PCR_EXTEND: "PCR_Extend",
+    CC_PCR_EVENT: "PCR_Event",
+    CC_PCR_RESET: "PCR_Reset",
+    CC_EVENT_SEQUENCE_COMPLETE: "EventSequenceComplete",
+    CC_PCR_READ: "PCR_Read",
+}
+_WATCHED_CTRL = frozenset(
+    _U32.pack(c) for c in (CMD_INIT, CMD_SET_LOCALITY, CMD_HASH_START, CMD_HASH_DATA, CMD_HASH_END)
+)
+_SUCCESS = b"\0\0\0\0"
+
+
+@dataclass(slots=True)
+class _Pending:
+    data: bytes
+    line: int
+    intact: bool
+
+
+class Replayer:
+    """Replays the PCR banks of every run from parser events (see the module doc)."""
+
+    def __init__(self, *, detail: bool = False) -> None:
+        self.detail = detail
+        self._parsed: dict[bytes, list[tuple[int, int, bytes]]] = {}
+        #: PCR_Read answers (selection and values) that matched, valid until a PCR changes
+        self._verified: dict[bytes, int] = {}
+        self.state: RunState | None = None
+        self._cmd: _Pending | None = None
+        self._ctl: _Pending | None = None
+        self._locality = 0
+        self._drtm: dict[int, _Hash] | None = None  # alg -> running hash of the DRTM data
+        self._drtm_data: bytes | None = None
+        self._hcrtm = False
+        #: TPM_ALG_ID -> PCRs allocated, from GetCapability(PCRS) (persistent TPM state)
+        self.allocation: dict[int, frozenset[int]] | None = None
+
+    # -- events ---------------------------------------------------------------
+
+    def feed(self, events: Iterable[Event]) -> list[Outcome]:
+        """Replay ``events`` (in log order); returns what changed and what was checked."""
+        out: list[Outcome] = []
+        watched = _WATCHED
+        tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
+        run = self.state.run if self.state is not None else -1
+        for ev in events:
+            if type(ev) is Record:
+                kind = ev[0]
+                if ev[3] != run:
+                    run = ev[3]
+                    self._new_run(run, ev[2], out)
+                if kind is tpm_command:
+                    data = ev[1]
+                    cmd = self._cmd
+                    if cmd is not None:
+                        if cmd.intact and len(cmd.data) < _declared_size(cmd.data):
+                            cmd.data += data  # the rest of a command swtpm read in pieces
+                            cmd.intact = _intact(ev)
+                            continue
+                        self._unanswered(cmd, out)
+                    if data[6:10] in watched or data[6:14] == _GET_PCR_ALLOCATION:
+                        self._cmd = _Pending(data, ev[2], _intact(ev))
+                    elif ev[5] and not _intact(ev):
+                        self._cmd = _Pending(data, ev[2], False)
+                    else:
+                        self._cmd = None
+                elif kind is tpm_response:
+                    cmd = self._cmd
+                    if cmd is not None:
+                        self._cmd = None
+                        self._answer(cmd, ev, out)
+                elif kind is Kind.CTRL_COMMAND:
+                    intact = _intact(ev)
+                    if ev[1][:4] in _WATCHED_CTRL or not intact:
+                        self._ctl = _Pending(ev[1], ev[2], intact)
+                    else:
+                        self._ctl = None
+                elif kind is Kind.CTRL_RESPONSE:
+                    ctl = self._ctl
+                    if ctl is not None:
+                        self._ctl = None
+                        self._ctrl(ctl, ev, out)
+            elif type(ev) is RunStart:
+                run = ev.run
+                self._new_run(run, ev.line, out)
+        return out
+
+    # -- runs -----------------------------------------------------------------
+
+    def _new_run(self, run: int, line: int, out: list[Outcome]) -> None:
+        why = f"run {run + 1} has no TPM2_Startup in the log before this"
+        self._verified.clear()
+        state = RunState(run, fills=_unknown_fills(line, why))
+        for alg in STANDARD_BANKS:
+            state.bank(alg)
+        self.state = state
+        self._cmd = self._ctl = None
+        self._locality = 0
+        self._drtm = None
+        self._hcrtm = False
+
+    # -- TPM commands -----------------------------------------------------------
+
+    def _unanswered(self, cmd: _Pending, out: list[Outcome]) -> None:
+        """A command followed by another command: its response is not in the log."""
+        self._forget_target(cmd, 0, "its response is not in the log", out)
+
+    def _forget_target(self, cmd: _Pending, answer: int, why: str, out: list[Outcome]) -> None:
+        """The effect of ``cmd`` cannot be known: its PCR (or every PCR) is unknown."""
+        data = cmd.data
+        code = _command_code(data)
+        if code in _CHANGERS:
+            pcr = _U32.unpack_from(data, 10)[0] if len(data) >= 14 else -1
+            where = f"{_NAMES[code]} at line {cmd.line}: {why}"
+            if pcr < 0:
+                self._unknown(range(PCR_COUNT), cmd.line, answer, where, out)
+            elif pcr < PCR_COUNT:
+                self._unknown([pcr], cmd.line, answer, where, out)
+        elif code == CC_STARTUP or code < 0:
+            # a Startup, or a command that cannot be identified: anything may have changed
+            what = "Startup" if code == CC_STARTUP else "an unreadable command"
+            self._unknown(range(PCR_COUNT), cmd.line, answer, f"{what} at line {cmd.line}: {why}", out)
+
+    def _answer(self, cmd: _Pending, rsp: Record, out: list[Outcome]) -> None:
+        data, line, answer = cmd.data, cmd.line, rsp[2]
+        if not cmd.intact:
+            self._forget_target(cmd, answer, "damaged record", out)
+            return
+        response = rsp[1]
+        if not _intact(rsp):
+            self._forget_target(cmd, answer, f"its response (line {answer}) is damaged", out)
+            return
+        if response[6:10] != _SUCCESS:
+            return
+        code = _U32.unpack_from(data, 6)[0]
+        try:
+            if code == CC_PCR_READ:
+                self._read(response, line, answer, out)
+            elif code == CC_PCR_EXTEND:
+                _, (pcr,), pos = _command_params(data, 1)
+                self._extend(pcr, parse_digest_values(data, pos), line, answer, "PCR_Extend", out)
+            elif code == CC_PCR_EVENT or code == CC_EVENT_SEQUENCE_COMPLETE:
+                _, handles, _ = _command_params(data, 1 if code == CC_PCR_EVENT else 2)
+                digests = parse_digest_values(response, _response_params(response))
+                self._extend(handles[0], digests, line, answer, _NAMES[code], out)
+            elif code == CC_PCR_RESET:
+                _, (pcr,), _ = _command_params(data, 1)
+                if pcr < PCR_COUNT:
+                    self._set([pcr], 0x00, None, line, answer, "reset", out)
+            elif code == CC_STARTUP:
+                _, _, pos = _command_params(data, 0)
+                self._startup(_U16.unpack_from(data, pos)[0], line, answer, out)
+            elif code == CC_GET_CAPABILITY:
+                self._capability(data, response)
+        except (Malformed, struct.error, ValueError) as exc:
+            self._forget_target(cmd, answer, f"cannot parse it: {exc}", out)
+
+    def _startup(self, kind: int, line: int, answer: int, out: list[Outcome]) -> None:
+        state = self.state
+        assert state is not None
+        state.started = True
+        if kind == SU_STATE:
+            out.append(Startup(state.run, line, answer, "state"))
+            why = f"restored from the state saved at Shutdown(STATE), not in the log (Startup(STATE) at line {line})"
+            self._unknown(STATE_SAVED_PCRS, line, answer, why, out, emit=False)
+            reset = [p for p in range(PCR_COUNT) if p not in STATE_SAVED_PCRS]
+        else:
+            out.append(Startup(state.run, line, answer, "clear"))
+            reset = [p for p in range(PCR_COUNT) if not (p == HCRTM_PCR and self._hcrtm)]
+        low = [p for p in reset if p not in DRTM_PCRS]
+        self._set([p for p in low if p != HCRTM_PCR], 0x00, None, line, answer, "startup", out, emit=False)
+        if HCRTM_PCR in low:
+            self._set([HCRTM_PCR], 0x00, self._locality, line, answer, "startup", out, emit=False)
+        self._set([p for p in reset if p in DRTM_PCRS], 0xFF, None, line, answer, "startup", out, emit=False)
+        self._hcrtm = False
+
+    def _set(
+        self,
+        pcrs: Iterable[int],
+        byte: int,
+        last: int | None,
+        line: int,
+        answer: int,
+        what: str,
+        out: list[Outcome],
+        *,
+        emit: bool = True,
+    ) -> None:
+        state = self.state
+        assert state is not None
+        self._verified.clear()
+        fill = _Fill(byte, last, line, "")
+        pcrs = list(pcrs)
+        for pcr in pcrs:
+            state.fills[pcr] = fill
+        for alg, slots in state.banks.items():
+            size = ALGORITHMS[alg][1] if alg in ALGORITHMS else 0
+            value = fill.value(size) if size else None
+            why = "" if size else f"unknown algorithm 0x{alg:04x}"
+            shown = emit and self.shown(alg)
+            for pcr in pcrs:
+                slots[pcr] = Slot(value, line, why)
+                if shown:
+                    out.append(Step(state.run, line, answer, what, pcr, alg, value))
+
+    def _unknown(
+        self,
+        pcrs: Iterable[int],
+        line: int,
+        answer: int,
+        why: str,
+        out: list[Outcome],
+        *,
+        emit: bool = True,
+    ) -> None:
+        state = self.state
+        assert state is not None
+        self._verified.clear()
+        fill = _Fill(None, None, line, why)
+        for pcr in pcrs:
+            state.fills[pcr] = fill
+            for alg, slots in state.banks.items():
+                slots[pcr] = Slot(None, line, why)
+                if emit and self.shown(alg):
+                    out.append(Step(state.run, line, answer, "unknown", pcr, alg, None, why=why))
+
+    def _extend(
+        self,
+        pcr: int,
+        digests: list[tuple[int, bytes]],
+        line: int,
+        answer: int,
+        command: str,
+        out: list[Outcome],
+    ) -> None:
+        if pcr >= PCR_COUNT:  # TPM_RH_NULL: nothing extended
+            return
+        state = self.state
+        assert state is not None
+        self._verified.clear()
+        state.extends += 1
+        number = state.extends
+        allocation = self.allocation
+        for alg, digest in digests:
+            if allocation is not None and pcr not in allocation.get(alg, ()):
+                continue  # the TPM ignores a bank it has not allocated
+            slot = state.bank(alg)[pcr]
+            state.seen.add(alg)
+            fn = HASHES.get(alg)
+            if slot.value is None:
+                value, why = None, slot.why
+            elif fn is None:
+                value, why = None, f"this Python cannot compute {bank_name(alg)}"
+            else:
+                value, why = fn(slot.value + digest), ""
+            state.bank(alg)[pcr] = Slot(value, line, why)
+            out.append(Step(state.run, line, answer, "extend", pcr, alg, value, digest, number, command, why))
+
+    def _read(self, response: bytes, line: int, answer: int, out: list[Outcome]) -> None:
+        state = self.state
+        assert state is not None
+        # the same selection and values come back again and again: parse each once
+        key = response[_response_params(response) + 4 :]
+        known = self._verified.get(key)
+        if known is not None and not self.detail:  # the same answer as before, nothing changed since
+            out.append(Read(state.run, line, answer, known, known))
+            return
+        values = self._parsed.get(key)
+        if values is None:
+            if len(self._parsed) > 256:
+                self._parsed.clear()
+            values = self._parsed[key] = parse_pcr_read(response)
+        banks = state.banks
+        seen = state.seen
+        matched = 0
+        for pcr, alg, value in values:
+            slots = banks.get(alg) or state.bank(alg)
+            if alg not in seen:
+                seen.add(alg)
+            slot = slots[pcr]
+            if slot.value == value:
+                matched += 1
+                if self.detail:
+                    out.append(Check(state.run, line, answer, pcr, alg, value, value, slot.line, "match"))
+            elif slot.value is None:
+                out.append(Check(state.run, line, answer, pcr, alg, value, None, 0, "learned", slot.why))
+                slots[pcr] = Slot(value, answer, "")
+            else:  # go on from what the TPM says: one finding, not a cascade
+                out.append(Check(state.run, line, answer, pcr, alg, value, slot.value, slot.line, "mismatch"))
+                slots[pcr] = Slot(value, answer, "")
+        out.append(Read(state.run, line, answer, len(values), matched))
+        if matched == len(values):
+            if len(self._verified) > 256:
+                self._verified.clear()
+            self._verified[key] = matched
+        else:
+            self._verified.clear()  # learned or corrected values: older answers are stale
+
+    def _capability(self, command: bytes, response: bytes) -> None:
+        _, _, pos = _command_params(command, 0)
+        if _U32.unpack_from(command, pos)[0] != TPM_CAP_PCRS:
+            return
+        pos = _response_params(response) + 1
+        if _U32.unpack_from(response, pos)[0] != TPM_CAP_PCRS:
+            return
+        selection, _ = parse_pcr_selection(response, pos + 4)
+        self.allocation = {alg: frozenset(pcrs) for alg, pcrs in selection}
+
+    # -- the control channel ----------------------------------------------------
+
+    def _ctrl(self, cmd: _Pending, rsp: Record, out: list[Outcome]) -> None:
+        data, line, answer = cmd.data, cmd.line, rsp[2]
+        code = _U32.unpack_from(data)[0] if len(data) >= 4 else -1
+        ok = _intact(rsp) and rsp[1][:4] == _SUCCESS
+        if not cmd.intact or code == -1:
+            if self._drtm is not None:  # it may have been part of a DRTM sequence
+                self._drtm = None
+                self._unknown(DRTM_PCRS, line, answer, f"damaged control message at line {line}", out)
+            return
+        if code == CMD_INIT:
+            if ok:
+                state = self.state
+                assert state is not None
+                why = f"TPM re-initialised by CMD_INIT at line {line}; no TPM2_Startup after it yet"
+                self._unknown(range(PCR_COUNT), line, answer, why, out, emit=False)
+                state.started = False
+                self._drtm = None
+                self._hcrtm = False
+        elif code == CMD_SET_LOCALITY:
+            if ok and len(data) >= 5:
+                self._locality = data[4]
+        elif code == CMD_HASH_START:
+            self._drtm = {alg: hashlib.new(_HASHLIB_NAME.get(name, name))
+                          for alg, (name, _) in ALGORITHMS.items() if alg in HASHES} if ok else None
+        elif code == CMD_HASH_DATA:
+            if self._drtm is not None:
+                size = _U32.unpack_from(data, 4)[0] if len(data) >= 8 else -1
+                if not _intact(rsp) or size != len(data) - 8:
+                    self._drtm = None
+                    self._unknown(DRTM_PCRS if self.started else [HCRTM_PCR], line, answer,
+                                  f"damaged CMD_HASH_DATA at line {line}", out)
+                elif ok:
+                    for h in self._drtm.values():
+                        h.update(data[8:])
+        elif code == CMD_HASH_END and ok and self._drtm is not None:
+            self._hash_end(line, answer, out)
+
+    def shown(self, alg: int) -> bool:
+        """A bank worth reporting: allocated (when known), else used in this run."""
+        state = self.state
+        if self.allocation is not None:
+            return bool(self.allocation.get(alg))
+        return state is not None and alg in state.seen
+
+    @property
+    def started(self) -> bool:
+        return self.state is not None and self.state.started
+
+    def _hash_end(self, line: int, answer: int, out: list[Outcome]) -> None:
+        state = self.state
+        assert state is not None and self._drtm is not None
+        hashes = {alg: h.digest() for alg, h in self._drtm.items()}
+        self._drtm = None
+        if state.started:
+            self._set(DRTM_PCRS, 0x00, None, line, answer, "reset", out)
+            pcr = DRTM_PCR
+        else:
+            self._set([HCRTM_PCR], 0x00, 4, line, answer, "reset", out, emit=False)
+            self._hcrtm = True
+            pcr = HCRTM_PCR
+        digests = [(alg, hashes[alg]) for alg in state.banks if alg in hashes]
+        for alg in state.banks:
+            if alg not in hashes:
+                self._unknown([pcr], line, answer, f"this Python cannot compute {bank_name(alg)}", out)
+        self._extend(pcr, digests, line, answer, "DRTM hash sequence", out)
+
+
+def _command_code(command: bytes) -> int:
+    """A TPM 2.0 command's code, -1 when its header is unreadable."""
+    if len(command) < 10 or _U16.unpack_from(command)[0] not in (TAG_NO_SESSIONS, TAG_SESSIONS):
+        return -1
+    return int(_U32.unpack_from(command, 6)[0])
+
+
+def _intact(rec: Record) -> bool:
+    return (not rec[5] and len(rec[1]) == rec[4]) or rec.intact
+
+
+def _declared_size(command: bytes) -> int:
+    return _U32.unpack_from(command, 2)[0] if len(command) >= 6 else 0
