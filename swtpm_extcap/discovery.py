@@ -179,6 +179,11 @@ def find_interface(
     for interface in interfaces:
         if interface.name == name:
             return interface
+    from .ssh_interfaces import find_remote_interface
+
+    remote = find_remote_interface(name, config)  # swtpm-<remote>-<vm> of a [[remote]] host
+    if remote is not None:
+        return remote
     listing = "`tshark -D | grep swtpm` lists the interfaces that exist"
     vmid = re.fullmatch(r"swtpm-(\d+)", name)
     if vmid:

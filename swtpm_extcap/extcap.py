@@ -153,8 +153,14 @@ def list_interfaces() -> list[str]:
     try:
         from .config import load_config
         from .discovery import discover
+        from .ssh_interfaces import remote_interface_lines
 
-        interfaces = [(i.name, i.display) for i in discover(load_config(), notes=notes)]
+        config = load_config()
+        interfaces = [(i.name, i.display) for i in discover(config, notes=notes)]
+        # the [[remote]] hosts' VMs and swtpm-ssh, before the demo (always last)
+        demo = [n for n, (name, _) in enumerate(interfaces) if name == DEMO_NAME][:1]
+        at = demo[0] if demo else len(interfaces)
+        interfaces[at:at] = remote_interface_lines(config)
     except Exception:  # noqa: BLE001 - the listing must never break Wireshark's start-up
         interfaces = []  # (no log file at listing time: Wireshark passes none)
     if not any(name == DEMO_NAME for name, _ in interfaces):
@@ -205,7 +211,12 @@ def _capture_interface(settings: CaptureSettings, fifo: Fifo, stop: threading.Ev
 
     log = _log()
     log.info("%s %s: capture %s", PROG, __version__, settings)
-    iface = find_interface(settings.interface, load_config())
+    if settings.ssh is not None:  # swtpm-ssh: the host and log come from its options
+        from .ssh_interfaces import ssh_interface
+
+        iface = ssh_interface(settings.ssh, settings.ssh_log)
+    else:
+        iface = find_interface(settings.interface, load_config())
     label = str(iface.location)
     description = iface.display if label in iface.display else f"{iface.display}: {label}"
     try:
