@@ -12,8 +12,10 @@ Starts a real sshd (tests/sshd.py) on 127.0.0.1 and logs in as root with a key.
 3. Listing: ``list_remote_vms`` for one reachable and one unreachable host
    (127.0.0.77, nothing listens there), with an empty cache and a warm one.
 
-Big log: ``python3 ../shared/corpus/gen-big-log.py --log /tmp/ssh-big.log --mb 200 --seed 1
---prefix '[id=1732600000] ' --port 3021 --ctrl-port 3022`` (or bench/gen_big_log.py).
+Big log: ``python3 bench/gen_big_log.py`` (see its --help) or, as measured for the README,
+``gen-big-log.py --log /tmp/ssh-big.log --mb 200 --seed 1 --prefix '[id=1732600000] '
+--port 3021 --ctrl-port 3022``. Both sources are :class:`~swtpm_extcap.sources.base.Source`
+implementations read the same way (``read(stop)``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sshd import HOST, make_key, start_sshd  # noqa: E402
 
 from swtpm_extcap.pipeline import Pipeline  # noqa: E402
 from swtpm_extcap.sources.base import Notice  # noqa: E402
-from swtpm_extcap.sources.follow import read_once  # noqa: E402
+from swtpm_extcap.sources.local import LocalFile  # noqa: E402
 from swtpm_extcap.sources.ssh import SSHSource  # noqa: E402
 from swtpm_extcap.ssh import SSHParams  # noqa: E402
 from swtpm_extcap.ssh_remotes import Remote, list_remote_vms  # noqa: E402
@@ -75,9 +77,9 @@ def throughput(params: SSHParams, log: Path, rounds: int) -> None:
     counts: dict[str, int] = {}
     for _ in range(rounds):
         for label, fn in (
-            ("local bytes", lambda: bytes_only(read_once(log, threading.Event()))),
+            ("local bytes", lambda: bytes_only(LocalFile(str(log)).read(threading.Event()))),
             ("ssh bytes", lambda: bytes_only(SSHSource(params, str(log)).read(threading.Event()))),
-            ("local pcapng", lambda: through_pipeline(read_once(log, threading.Event()))),
+            ("local pcapng", lambda: through_pipeline(LocalFile(str(log)).read(threading.Event()))),
             ("ssh pcapng", lambda: through_pipeline(SSHSource(params, str(log)).read(threading.Event()))),
         ):
             secs, n = timed(fn)
