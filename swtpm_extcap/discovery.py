@@ -49,7 +49,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -89,6 +89,7 @@ class Interface:
     vm_id: str  # Proxmox vmid, libvirt domain, glob key, or "demo"
     vm_name: str | None  # Proxmox name: line, libvirt domain, else None
     readable: bool
+    level: int | None = None  # its running swtpm's log level (loglevel.py); None: not known
 
     @property
     def path(self) -> Path:
@@ -146,6 +147,14 @@ def discover(
     out.extend(_name_all(list(globbed), taken))
     if globbed.cut is not None and notes is not None:
         notes.append(globbed.cut + f"; narrow the [local] globs in {config.path}")
+    if out:  # the level each running swtpm logs at, from its command line
+        from .loglevel import level_note, running_levels
+
+        levels = running_levels()
+        for i, iface in enumerate(out):
+            level = levels.get(os.path.normpath(iface.location.path))
+            if level is not None:
+                out[i] = replace(iface, level=level, display=iface.display + level_note(level))
 
     demo = demo_log_path()
     out.append(

@@ -216,7 +216,10 @@ def _capture_interface(settings: CaptureSettings, fifo: Fifo, stop: threading.Ev
 
         iface = ssh_interface(settings.ssh, settings.ssh_log)
     else:
+        from .ssh_interfaces import check_level
+
         iface = find_interface(settings.interface, load_config())
+        check_level(iface)  # a swtpm at level 1 logs no TPM traffic: say how to raise it
     label = str(iface.location)
     description = iface.display if label in iface.display else f"{iface.display}: {label}"
     try:

@@ -2,10 +2,10 @@
 
 :func:`remote_interface_lines` is what the listing adds (never raises, prints
 nothing); :func:`find_remote_interface` resolves a ``swtpm-<remote>-<vm>``
-name for a capture (asking the host when the cache does not know it) and
-refuses a VM whose swtpm logs no TPM traffic with the one line that says how
-to raise its level; :func:`ssh_interface` is ``swtpm-ssh``'s log, from its
-options.
+name for a capture (asking the host when the cache does not know it);
+:func:`check_level` refuses a VM whose swtpm logs no TPM traffic (local or
+remote) with the one line that says how to raise its level;
+:func:`ssh_interface` is ``swtpm-ssh``'s log, from its options.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .discovery import Interface
     from .ssh import SSHParams
 
-__all__ = ["SSH_INTERFACE", "find_remote_interface", "remote_interface_lines", "ssh_interface"]
+__all__ = ["SSH_INTERFACE", "check_level", "find_remote_interface", "remote_interface_lines",
+           "ssh_interface"]
 
 
 def remote_interface_lines(config: Config) -> list[tuple[str, str]]:
@@ -52,8 +53,6 @@ def find_remote_interface(name: str, config: Config) -> Interface | None:
         return None
     remote, vm = found
     params = remote.params(vm.node)
-    if vm.level is not None and vm.level < TRAFFIC_LEVEL:
-        raise UserError(level_hint(vm.kind, vm.level, params.host))
     origin = vm.kind if vm.kind in ("proxmox", "libvirt") else "glob"
     return Interface(
         name=vm.interface,
@@ -63,7 +62,14 @@ def find_remote_interface(name: str, config: Config) -> Interface | None:
         vm_id=vm.vm_id,
         vm_name=vm.vm_name,
         readable=True,
+        level=vm.level,
     )
+
+
+def check_level(iface: Interface) -> None:
+    """A VM whose swtpm logs no TPM traffic: :class:`UserError` saying how to raise the level."""
+    if iface.level is not None and iface.level < TRAFFIC_LEVEL:
+        raise UserError(level_hint(iface.origin, iface.level, iface.location.host or ""))
 
 
 def ssh_interface(params: SSHParams, path: str) -> Interface:

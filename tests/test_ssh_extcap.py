@@ -122,7 +122,7 @@ def test_tshark_captures_a_remote_interface(
     assert got[1] == got[0]
 
 
-def test_capture_of_a_level_1_vm_says_how_to_raise_it(
+def test_a_level_1_vm_is_told_apart_locally_and_remotely(
     ssh_env: SshEnv, world: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     import realtpm
@@ -134,13 +134,22 @@ def test_capture_of_a_level_1_vm_says_how_to_raise_it(
     logs, env = world
     sw = realtpm.start_swtpm(logs / "tpm", level=1)
     try:
-        # listed by a glob of the [[remote]] entry, under the path its --log names
-        cfg = Path(env["SWTPM_EXTCAP_CONFIG"])
-        cfg.write_text(cfg.read_text() + f'globs = ["{logs}/tpm/swtpm.log"]\n')
-        out = tmp_path / "x.pcapng"
-        proc = _extcap(env, out, "--extcap-interface", "swtpm-lab-swtpm")
+        # the log by the path its --log names: a local glob and a glob of the [[remote]] entry
+        Path(env["SWTPM_EXTCAP_CONFIG"]).write_text(
+            f'[local]\nglobs = ["{logs}/tpm/swtpm.log"]\n\n'
+            f'[[remote]]\nname = "lab"\nhost = "testhost"\nglobs = ["{logs}/tpm/swtpm.log"]\n'
+        )
+        listing = subprocess.run([sys.executable, "-m", "swtpm_extcap", "--extcap-interfaces"],
+                                 env=env, cwd=REPO, capture_output=True, timeout=TIMEOUT_S)
+        procs = [_extcap(env, tmp_path / f"{i}.pcapng", "--extcap-interface", i)
+                 for i in ("swtpm-swtpm", "swtpm-lab-swtpm")]
     finally:
         sw.stop()
-    err = proc.stderr.decode()
-    assert proc.returncode != 0
-    assert err.count("\n") == 1 and "level 1" in err and "level 2 is enough" in err
+    text = listing.stdout.decode()
+    assert "{value=swtpm-swtpm}{display=SWTPM swtpm" in text
+    assert text.count("(level 1: no TPM traffic logged)}") == 2, text
+    for proc in procs:
+        err = proc.stderr.decode()
+        assert proc.returncode != 0
+        assert err.count("\n") == 1 and "level 1" in err and "level 2 is enough" in err
+    assert "swtpm on testhost logs at level 1" in procs[1].stderr.decode()  # names its host
