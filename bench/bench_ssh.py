@@ -146,7 +146,13 @@ def listing(home: Path, port: int, key: Path, known: str, rounds: int) -> None:
                                 f"  IdentityFile {key}\n")
     (ssh / "known_hosts").write_text(known)
     os.environ["HOME"] = str(home)
-    remotes = [Remote(name="bench", host="benchhost"), Remote(name="down", host="127.0.0.77", port=9)]
+    run = home / "run"  # a Proxmox node's /run/qemu-server with three VMs
+    run.mkdir()
+    os.chmod(home, 0o755)
+    for vmid in (100, 101, 102):
+        (run / f"{vmid}-swtpm.log").write_bytes(b"")
+    remotes = [Remote(name="bench", host="benchhost", proxmox_dir=str(run)),
+               Remote(name="down", host="127.0.0.77", port=9)]
     cold, warm = [], []
     for i in range(rounds):
         cache = home / f"cache{i}"
@@ -157,6 +163,29 @@ def listing(home: Path, port: int, key: Path, known: str, rounds: int) -> None:
     print(f"listing, one reachable + one unreachable host (127.0.0.77, refused): cold cache"
           f" median {statistics.median(cold) * 1000:.0f} ms (max {max(cold) * 1000:.0f} ms),"
           f" warm cache median {statistics.median(warm) * 1000:.1f} ms")
+    # the whole extcap process, as Wireshark runs it
+    import subprocess
+
+    config = home / "config.toml"
+    config.write_text(f'[[remote]]\nname = "bench"\nhost = "benchhost"\nproxmox_dir = "{run}"\n\n'
+                      '[[remote]]\nname = "down"\nhost = "127.0.0.77"\nport = 9\n')
+    empty = home / "empty.toml"
+    empty.write_text("")
+    argv = [sys.executable, "-m", "swtpm_extcap", "--extcap-interfaces"]
+    times: dict[str, list[float]] = {}
+    for i in range(rounds):
+        for label, cfg, cache in (("no [[remote]]", empty, "none"),
+                                  ("cold cache", config, f"cold{i}"),
+                                  ("warm cache", config, f"cold{i}")):
+            env = dict(os.environ, HOME=str(home), SWTPM_EXTCAP_CONFIG=str(cfg),
+                       XDG_CACHE_HOME=str(home / "xdg" / cache))
+            t0 = time.perf_counter()
+            proc = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, timeout=60)
+            times.setdefault(label, []).append(time.perf_counter() - t0)
+            assert proc.stderr == b""
+            assert (b"swtpm-bench-100" in proc.stdout) == (label != "no [[remote]]"), proc.stdout
+    print("--extcap-interfaces, whole process: " + ", ".join(
+        f"{label} median {statistics.median(t) * 1000:.0f} ms" for label, t in times.items()))
 
 
 def main() -> int:
