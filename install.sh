@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install swtpm-extcap: a virtual environment with the package from this source
-# folder, and a launcher in the extcap folder of the installed Wireshark.
+# folder, then the package's own `python -m swtpm_extcap install` (launcher, Lua
+# plugin, SWTPM profile: the folder rule lives there, once).
 # Run ./install.sh --help for the options. Safe to run again (it updates).
 set -euo pipefail
 
@@ -9,20 +10,21 @@ usage() {
 usage: ./install.sh [--deps] [--demo] [--venv DIR] [--system] [--dir DIR] [--python PY] [--uninstall]
 
 Creates a virtual environment, installs swtpm-extcap from this folder into it
-(a copy: the folder may move afterwards), and writes the launcher
-extcap/swtpm-extcap, pointing at that environment's python, into the extcap
-folder of the installed Wireshark:
-  Wireshark 4.2+  the "Personal Extcap path" of `tshark -G folders`,
-                  else ~/.local/lib/wireshark/extcap
-  Wireshark 4.0   <Personal configuration>/extcap, i.e. ~/.config/wireshark/extcap
+(a copy: the folder may move afterwards), then runs that environment's
+`python -m swtpm_extcap install`, which writes into the folders of the
+installed Wireshark (as `tshark -G folders` reports them):
+  the extcap launcher  Wireshark 4.2+: ~/.local/lib/wireshark/extcap (or the
+                       "Personal Extcap path"); 4.0: ~/.config/wireshark/extcap
+  the Lua plugin       "Personal Lua Plugins": ~/.local/lib/wireshark/plugins/swtpm.lua
+  the SWTPM profile    ~/.config/wireshark/profiles/SWTPM (columns, colors)
 
   --venv DIR       virtual environment (default:
                    ${XDG_DATA_HOME:-$HOME/.local/share}/swtpm-extcap/venv,
                    or /opt/swtpm-extcap/venv with --system)
-  --system         Wireshark's global extcap folder instead (run as root)
-  --dir DIR        this extcap folder instead
+  --system         Wireshark's global folders instead (run as root)
+  --dir DIR        this extcap folder for the launcher instead
   --python PY      interpreter that creates the environment (default: python3, >= 3.9)
-  --uninstall      remove the launcher and the virtual environment
+  --uninstall      remove launcher, plugin, profile and the virtual environment
   --deps           first install what is missing of tshark, python3-venv,
                    python3-setuptools and python3-wheel with apt-get (sudo when
                    not root); Debian/Ubuntu only
@@ -97,65 +99,21 @@ if [ "$DEPS" = 1 ] && [ "$UNINSTALL" = 0 ]; then
     if [ "$PYTHON" = python3 ] && [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; fi
 fi
 
-# --- Wireshark: which one, and where its extcap folder is ---------------------
-WS=""
-for prog in tshark wireshark; do
-    if command -v "$prog" >/dev/null 2>&1; then WS=$(command -v "$prog"); break; fi
-done
+# --- Wireshark: there must be one (its folders are the package's business) ------
 NO_WS="Wireshark not found (neither tshark nor wireshark on PATH); install it, e.g. 'sudo apt install tshark' on Debian/Ubuntu, then run this again"
-
-FOLDERS=""
-folder() {  # value of a `tshark -G folders` line, e.g. folder "Extcap path"
-    printf '%s\n' "$FOLDERS" | awk -F '\t' -v key="$1:" '{ k = $1; sub(/[ ]+$/, "", k) } k == key { print $2; exit }'
-}
-
-LAUNCHERS=()  # where the launcher goes (uninstall without Wireshark: where it may be)
-if [ -n "$EXTCAP_DIR" ]; then
-    LAUNCHERS=("$EXTCAP_DIR/swtpm-extcap")
-elif [ -z "$WS" ]; then
-    [ "$UNINSTALL" = 1 ] || die "$NO_WS"
-    [ "$SYSTEM" = 0 ] || die "$NO_WS (or pass --dir with the extcap folder)"
-    LAUNCHERS=("${XDG_CONFIG_HOME:-$HOME/.config}/wireshark/extcap/swtpm-extcap"
-               "$HOME/.local/lib/wireshark/extcap/swtpm-extcap")
-else
-    VERSION_LINE=$("$WS" --version 2>/dev/null | head -n 1 || true)
-    if [[ $VERSION_LINE =~ ([0-9]+)\.([0-9]+)\.[0-9]+ ]]; then
-        WS_MAJOR=${BASH_REMATCH[1]}
-        WS_MINOR=${BASH_REMATCH[2]}
-    else
-        die "cannot read the version from '$WS --version' (got: '$VERSION_LINE')"
-    fi
-    say "found Wireshark $WS_MAJOR.$WS_MINOR ($WS)"
-    case "$(basename "$WS")" in tshark*) FOLDERS=$("$WS" -G folders 2>/dev/null || true) ;; esac
-    if [ "$SYSTEM" = 1 ]; then
-        EXTCAP_DIR=$(folder "Global Extcap path")
-        [ -n "$EXTCAP_DIR" ] || EXTCAP_DIR=$(folder "Extcap path")
-        [ -n "$EXTCAP_DIR" ] || die "$WS does not report its global extcap folder; pass --dir DIR (Wireshark shows it under Help > About > Folders)"
-    else
-        # 4.2+ print their personal extcap folder (4.4+ may add a per-application subfolder)
-        EXTCAP_DIR=$(folder "Personal Extcap path")
-        if [ -z "$EXTCAP_DIR" ]; then
-            if [ "$WS_MAJOR" -gt 4 ] || { [ "$WS_MAJOR" -eq 4 ] && [ "$WS_MINOR" -ge 2 ]; }; then
-                EXTCAP_DIR=$HOME/.local/lib/wireshark/extcap
-            else
-                PERSONAL=$(folder "Personal configuration")
-                EXTCAP_DIR=${PERSONAL:-${XDG_CONFIG_HOME:-$HOME/.config}/wireshark}/extcap
-            fi
-        fi
-    fi
-    LAUNCHERS=("$EXTCAP_DIR/swtpm-extcap")
-fi
+INSTALL_ARGS=()
+if [ "$SYSTEM" = 1 ]; then INSTALL_ARGS+=(--system); fi
+if [ -n "$EXTCAP_DIR" ]; then INSTALL_ARGS+=(--dir "$EXTCAP_DIR"); fi
 
 # --- uninstall -----------------------------------------------------------------
 if [ "$UNINSTALL" = 1 ]; then
-    for launcher in "${LAUNCHERS[@]}"; do
-        if [ -e "$launcher" ] || [ -L "$launcher" ]; then
-            rm -f -- "$launcher"
-            say "removed the launcher $launcher"
-        elif [ ${#LAUNCHERS[@]} -eq 1 ]; then
-            say "no launcher at $launcher (nothing to remove)"
-        fi
-    done
+    # the environment's package if it is still there, else this checkout's
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import swtpm_extcap.install' >/dev/null 2>&1; then
+        (cd / && "$VENV/bin/python" -m swtpm_extcap install --uninstall "${INSTALL_ARGS[@]}")
+    else
+        command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH to run the uninstall; pass --python"
+        PYTHONPATH=$SRC "$PYTHON" -m swtpm_extcap install --uninstall "${INSTALL_ARGS[@]}"
+    fi
     if [ -f "$VENV/pyvenv.cfg" ]; then
         rm -rf -- "$VENV"
         say "removed the virtual environment $VENV"
@@ -167,7 +125,9 @@ if [ "$UNINSTALL" = 1 ]; then
     fi
     exit 0
 fi
-LAUNCHER=$EXTCAP_DIR/swtpm-extcap
+if [ -z "$EXTCAP_DIR" ] && ! command -v tshark >/dev/null 2>&1 && ! command -v wireshark >/dev/null 2>&1; then
+    die "$NO_WS"
+fi
 
 # --- virtual environment ---------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH; install Python 3.9+ (Debian: sudo apt install python3-venv) or pass --python"
@@ -232,26 +192,14 @@ fi
 "$PY" -c 'import swtpm_extcap.cli' || die "installed, but '$PY' cannot import swtpm_extcap.cli"
 say "installed swtpm-extcap $("$PY" -c 'import swtpm_extcap; print(swtpm_extcap.__version__)') from $SRC into $VENV"
 
-# --- the launcher ------------------------------------------------------------------
-mkdir -p -- "$EXTCAP_DIR" 2>/dev/null || die "cannot create $EXTCAP_DIR (--system needs root)"
-TMP_LAUNCHER=$(mktemp "$EXTCAP_DIR/.swtpm-extcap.XXXXXX" 2>/dev/null) ||
-    die "cannot write into $EXTCAP_DIR (--system needs root)"
-{ printf '#!%s\n' "$PY"; tail -n +2 -- "$SRC/extcap/swtpm-extcap"; } >"$TMP_LAUNCHER"
-chmod 0755 -- "$TMP_LAUNCHER"
-mv -f -- "$TMP_LAUNCHER" "$LAUNCHER"
-say "wrote the launcher $LAUNCHER (runs $PY)"
+# --- launcher, Lua plugin, profile: the package's own installer -------------------
+(cd / && "$PY" -m swtpm_extcap install "${INSTALL_ARGS[@]}") ||
+    die "'$PY -m swtpm_extcap install' failed (its message is above)"
 
 REMOVE_ARGS=" --venv $VENV"
 if [ "$SYSTEM" = 1 ]; then REMOVE_ARGS+=" --system"; fi
 if [ -n "$EXTCAP_DIR_ARG" ]; then REMOVE_ARGS+=" --dir $EXTCAP_DIR"; fi
-cat <<EOF
-
-Try it:
-  tshark -D | grep swtpm
-  tshark -i swtpm-demo -c 10
-(Wireshark reads its extcap folder when it starts: restart it to see the interfaces.)
-Remove with: $SRC/install.sh --uninstall$REMOVE_ARGS
-EOF
+echo "Remove with: $SRC/install.sh --uninstall$REMOVE_ARGS"
 
 if [ "$DEMO" = 1 ]; then
     if [ -n "$EXTCAP_DIR_ARG" ] || [ "$SYSTEM" = 1 ] || ! command -v tshark >/dev/null 2>&1; then

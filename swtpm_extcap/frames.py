@@ -1,7 +1,6 @@
 """Pure framer: parser events -> Ethernet/IPv4/TCP frames, one TCP conversation per run.
 
-The encapsulation follows swtpm's own ``--pcap``: Ethernet with zero MAC
-addresses, IPv4 127.0.0.1 -> 127.0.0.1, TCP to the TPM server port 2321 from a
+The encapsulation follows swtpm's own ``--pcap``: Ethernet, IPv4 127.0.0.1 -> 127.0.0.1, TCP to the TPM server port 2321 from a
 client port above it (so Wireshark's TPM dissector takes client -> 2321 as a
 request). The control channel goes to :data:`CTRL_PORT`, and hex found outside
 any record (:attr:`Kind.STRAY`) to :data:`STRAY_PORT`; no Wireshark dissector
@@ -16,6 +15,11 @@ Time is passed in: ``frames(event, now_us)`` stamps a frame with ``now_us``
 (live capture) or, with ``None``, with a synthetic clock that starts a run at
 its ``[id=<epoch>]`` (or at ``start_us`` when the log has no epoch) and
 advances :data:`STEP_US` per frame. Timestamps always strictly increase.
+
+The Ethernet addresses carry where a frame comes from, for the Wireshark plugin
+(no per-frame comment needed, frame sizes unchanged): destination
+``02:00:RR:RR:RR:RR`` = the run (1-based), source ``02:00:LL:LL:LL:LL`` = the
+log line (both big-endian u32; ``02`` = locally administered, unicast).
 """
 
 from __future__ import annotations
@@ -50,11 +54,13 @@ TPM_TAGS = frozenset({0x8001, 0x8002, 0x00C1, 0x00C2, 0x00C3, 0x00C4, 0x00C5, 0x
 #: a size field above this is no TPM header (swtpm's buffer is 4 KiB)
 MAX_TPM_MESSAGE = 0x10000
 
-# 14 bytes Ethernet (zero MACs, IPv4), 20 bytes IPv4, 20 bytes TCP, in one pack:
-# Ethernet + version/TOS | total length | id, DF, TTL, proto | IP checksum |
+# 14 bytes Ethernet (IPv4), 20 bytes IPv4, 20 bytes TCP, in one pack:
+# destination MAC (run) + source MAC's first 2 bytes | log line (source MAC's last 4) |
+# ethertype + version/TOS | total length | id, DF, TTL, proto | IP checksum |
 # addresses + ports | seq | ack | offset, flags, window | TCP checksum + urgent
-_HEADERS = struct.Struct("!16sH6sH12sII4sH2s")
-_ETH_IP = bytes(12) + b"\x08\x00" + b"\x45\x10"
+_HEADERS = struct.Struct("!8sI4sH6sH12sII4sH2s")
+_MAC_PREFIX = b"\x02\x00"  # locally administered unicast: 02:00 + a big-endian u32
+_ETH_TYPE_IP = b"\x08\x00" + b"\x45\x10"
 _IP_MID = b"\x00\x00\x40\x00\x40\x06"  # id 0, DF, TTL 64, TCP
 _IP_CONST = 0x4510 + 0x4000 + (64 << 8 | 6)
 _NO_URG = b"\0\0"
@@ -81,16 +87,23 @@ def _fold(total: int) -> int:
 class _Direction:
     """The constant part of every frame one way on one connection."""
 
-    __slots__ = ("addr_ports", "flags", "ip_const", "tcp_const")
+    __slots__ = ("macs", "addr_ports", "flags", "ip_const", "tcp_const")
 
-    def __init__(self, addr: bytes, sport: int, dport: int, flags: int) -> None:
+    def __init__(
+        self, addr: bytes, sport: int, dport: int, flags: int, run: int | None = None
+    ) -> None:
+        # no run: zero MAC addresses (and line 0), as swtpm's own --pcap
+        if run is None:
+            self.macs = bytes(8)
+        else:
+            self.macs = _MAC_PREFIX + struct.pack("!I", run + 1) + _MAC_PREFIX
         self.addr_ports = addr + addr + struct.pack("!HH", sport, dport)
         self.flags = struct.pack("!BBH", 0x50, flags, WINDOW)
         self.ip_const = _IP_CONST + _words(addr + addr)
         self.tcp_const = _words(addr + addr) + 6 + 20 + sport + dport + (0x5000 | flags) + WINDOW
 
-    def frame(self, seq: int, ack: int, payload: bytes) -> bytes:
-        """One Ethernet/IPv4/TCP frame with valid IP and TCP checksums."""
+    def frame(self, seq: int, ack: int, payload: bytes, line: int = 0) -> bytes:
+        """One Ethernet/IPv4/TCP frame with valid IP and TCP checksums (``line``: source MAC)."""
         size = len(payload)
         value = int.from_bytes(payload, "big")
         if size & 1:
@@ -98,7 +111,7 @@ class _Direction:
         tcp_sum = 0xFFFF - ((self.tcp_const + size + seq + ack + value) % 0xFFFF or 0xFFFF)
         ip_sum = 0xFFFF - ((self.ip_const + 40 + size) % 0xFFFF or 0xFFFF)
         return _HEADERS.pack(
-            _ETH_IP, 40 + size, _IP_MID, ip_sum, self.addr_ports, seq, ack, self.flags, tcp_sum, _NO_URG
+            self.macs, line & 0xFFFFFFFF, _ETH_TYPE_IP, 40 + size, _IP_MID, ip_sum, self.addr_ports, seq, ack, self.flags, tcp_sum, _NO_URG
         ) + payload
 
 
@@ -110,49 +123,55 @@ def build_frame(
     flags: int,
     payload: bytes = b"",
     addr: bytes = LOOPBACK,
+    run: int | None = None,
+    line: int = 0,
 ) -> bytes:
     """One Ethernet/IPv4/TCP frame from ``addr`` to ``addr`` with valid checksums."""
-    return _Direction(addr, sport, dport, flags).frame(seq, ack, payload)
+    return _Direction(addr, sport, dport, flags, run).frame(seq, ack, payload, line)
 
 
 class _Conversation:
     """One simulated TCP connection: client port -> server port."""
 
     __slots__ = (
-        "client", "server", "addr", "cseq", "sseq", "open", "last_line", "up", "down", "rest", "total", "what", "pending"
+        "client", "server", "addr", "run", "cseq", "sseq", "open", "last_line", "up", "down",
+        "rest", "total", "what", "pending",
     )
 
-    def __init__(self, client: int, server: int, addr: bytes, isn: int) -> None:
+    def __init__(self, client: int, server: int, addr: bytes, isn: int, run: int) -> None:
         self.client = client
         self.server = server
         self.addr = addr
+        self.run = run
         self.cseq = isn
         self.sseq = isn ^ 0x80000000
         self.open = False
         self.last_line = 0
-        self.up = _Direction(addr, client, server, PSH | ACK)
-        self.down = _Direction(addr, server, client, PSH | ACK)
+        self.up = _Direction(addr, client, server, PSH | ACK, run)
+        self.down = _Direction(addr, server, client, PSH | ACK, run)
         # a TPM message begun in an earlier segment, per direction (0: to the server)
         self.rest = [0, 0]  # bytes still to come
         self.total = [0, 0]  # its size
         self.what = ["", ""]  # what it is, for a comment
         self.pending = False  # either rest is not 0
 
-    def data(self, to_server: bool, payload: bytes) -> bytes:
+    def data(self, to_server: bool, payload: bytes, line: int) -> bytes:
         """A PSH|ACK segment carrying ``payload``; advances that side's sequence number."""
         if to_server:
-            pkt = self.up.frame(self.cseq, self.sseq, payload)
+            pkt = self.up.frame(self.cseq, self.sseq, payload, line)
             self.cseq = (self.cseq + len(payload)) & 0xFFFFFFFF
         else:
-            pkt = self.down.frame(self.sseq, self.cseq, payload)
+            pkt = self.down.frame(self.sseq, self.cseq, payload, line)
             self.sseq = (self.sseq + len(payload)) & 0xFFFFFFFF
         return pkt
 
-    def control(self, to_server: bool, flags: int, seq: int, ack: int) -> bytes:
+    def control(self, to_server: bool, flags: int, seq: int, ack: int, line: int) -> bytes:
         """A segment without payload (handshake, FIN)."""
         if to_server:
-            return build_frame(self.client, self.server, seq, ack, flags, b"", self.addr)
-        return build_frame(self.server, self.client, seq, ack, flags, b"", self.addr)
+            sport, dport = self.client, self.server
+        else:
+            sport, dport = self.server, self.client
+        return build_frame(sport, dport, seq, ack, flags, b"", self.addr, self.run, line)
 
 
 _TPM_KINDS = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
@@ -316,7 +335,7 @@ class Framer:
                 note = message_note(conv, up, data)
             else:
                 note = ""
-            pkt = conv.data(up, data)
+            pkt = conv.data(up, data, line)
             if declared is None:
                 comment = f"swtpm log line {line}: {labels[kind]}, {_length(declared)}"
             else:
@@ -342,7 +361,7 @@ class Framer:
         parts = range(0, len(rec.data), MAX_SEGMENT)
         for number, offset in enumerate(parts, 1):
             piece = rec.data[offset : offset + MAX_SEGMENT]
-            pkt = conv.data(rec.kind in _TO_SERVER, piece)
+            pkt = conv.data(rec.kind in _TO_SERVER, piece, rec.line)
             comment = (
                 f"swtpm log line {rec.line}: {rec.kind.value} {_length(rec.declared)},"
                 f" part {number} of {len(parts)} ({len(rec.data)} bytes do not fit one IPv4 packet)"
@@ -370,9 +389,9 @@ class Framer:
             self._next = base if self._last < 0 else max(base, self._last + self._step)
         port = CLIENT_PORT_BASE + event.run % (65536 - CLIENT_PORT_BASE)
         isn = (event.run + 1) * 0x01000000 & 0xFFFFFFFF
-        self._tpm = _Conversation(port, TPM_PORT, LOOPBACK, isn)
-        self._ctl = _Conversation(port, CTRL_PORT, CTRL_ADDR, isn)
-        self._odd = _Conversation(port, STRAY_PORT, STRAY_ADDR, isn)
+        self._tpm = _Conversation(port, TPM_PORT, LOOPBACK, isn, event.run)
+        self._ctl = _Conversation(port, CTRL_PORT, CTRL_ADDR, isn, event.run)
+        self._odd = _Conversation(port, STRAY_PORT, STRAY_ADDR, isn, event.run)
         self._run_note = f"swtpm run {event.run + 1} from log line {event.line} ({event.reason})"
         return out
 
@@ -396,11 +415,11 @@ class Framer:
         conv.open = True
         what = {TPM_PORT: "TPM", CTRL_PORT: "control channel"}.get(conv.server, "stray hex")
         note = f"{self._run_note}; {what} connection opened for log line {line}"
-        syn = conv.control(True, SYN, conv.cseq, 0)
+        syn = conv.control(True, SYN, conv.cseq, 0, line)
         conv.cseq = (conv.cseq + 1) & 0xFFFFFFFF
-        synack = conv.control(False, SYN | ACK, conv.sseq, conv.cseq)
+        synack = conv.control(False, SYN | ACK, conv.sseq, conv.cseq, line)
         conv.sseq = (conv.sseq + 1) & 0xFFFFFFFF
-        ack = conv.control(True, ACK, conv.cseq, conv.sseq)
+        ack = conv.control(True, ACK, conv.cseq, conv.sseq, line)
         return [
             (self._stamp(now_us), syn, note),
             (self._stamp(now_us), synack, f"swtpm log line {line}: handshake"),
@@ -410,11 +429,11 @@ class Framer:
     def _fin(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = False
         note = f"swtpm log line {line}: end of run {self._run + 1}"
-        fin = conv.control(True, FIN | ACK, conv.cseq, conv.sseq)
+        fin = conv.control(True, FIN | ACK, conv.cseq, conv.sseq, line)
         conv.cseq = (conv.cseq + 1) & 0xFFFFFFFF
-        finack = conv.control(False, FIN | ACK, conv.sseq, conv.cseq)
+        finack = conv.control(False, FIN | ACK, conv.sseq, conv.cseq, line)
         conv.sseq = (conv.sseq + 1) & 0xFFFFFFFF
-        ack = conv.control(True, ACK, conv.cseq, conv.sseq)
+        ack = conv.control(True, ACK, conv.cseq, conv.sseq, line)
         return [
             (self._stamp(now_us), fin, self._with_notes(note)),
             (self._stamp(now_us), finack, note),

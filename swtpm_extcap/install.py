@@ -1,22 +1,36 @@
-"""``swtpm-extcap install``: put a launcher for this interpreter into Wireshark's extcap folder.
+"""``swtpm-extcap install``: the launcher, the Lua plugin and the profile, into Wireshark's folders.
 
-Which folder (the same rule as ``install.sh``):
+This is the one installer: ``install.sh`` prepares an environment (Debian
+packages, a virtual environment, the package) and then runs this command with
+that environment's Python. It puts three things into the folders of the
+installed Wireshark (``uninstall`` removes them):
 
-* ``--dir DIR``: that folder.
-* personal (default): the "Personal Extcap path" that ``tshark -G folders``
-  reports (Wireshark 4.2 and later print it; 4.4 and later may name a
-  per-application subfolder such as ``.../extcap/wireshark``). Without that
-  line: Wireshark 4.2+ ``~/.local/lib/wireshark/extcap``; 4.0 and 4.1
-  ``<Personal configuration>/extcap``, i.e. ``~/.config/wireshark/extcap``
-  (``$XDG_CONFIG_HOME/wireshark/extcap`` when that is set). On Windows
-  ``%APPDATA%\\Wireshark\\extcap``.
-* ``--system``: the "Global Extcap path" (4.2+) or "Extcap path" (4.0) that
-  ``tshark -G folders`` reports.
+* the extcap launcher ``swtpm-extcap``: a Python script (mode 0755) whose
+  ``#!`` line is this interpreter (``sys.executable``, absolute); on Windows
+  ``swtpm-extcap.bat``: ``@"C:\\path\\to\\python.exe" -m swtpm_extcap %*``
+  (written, not tested here);
+* the Lua plugin ``swtpm.lua`` (control channel, TPM 1.2, request/response links);
+* the configuration profile ``SWTPM`` (columns and coloring rules), a folder
+  with a marker file ``.swtpm-extcap`` so that uninstall removes only ours.
 
-The launcher names the running interpreter by absolute path: on POSIX a
-Python script ``swtpm-extcap`` (mode 0755) whose ``#!`` line is
-``sys.executable``; on Windows ``swtpm-extcap.bat``:
-``@"C:\\path\\to\\python.exe" -m swtpm_extcap %*`` (written, not tested here).
+Which folders (one rule; ``tshark -G folders`` reports them for the ``$HOME`` it
+runs under, so they are asked first):
+
+* extcap: ``--dir DIR`` if given. Personal (default): the "Personal Extcap path"
+  (Wireshark 4.2 and later print it; 4.4 and later may name a per-application
+  subfolder such as ``.../extcap/wireshark``); without that line Wireshark 4.2+
+  ``~/.local/lib/wireshark/extcap``; 4.0 and 4.1 ``<Personal configuration>/extcap``,
+  i.e. ``~/.config/wireshark/extcap`` (``$XDG_CONFIG_HOME/wireshark/extcap`` when
+  that is set). ``--system``: the "Global Extcap path" (4.2+) or "Extcap path" (4.0).
+* Lua plugin: the "Personal Lua Plugins" folder (4.0 and 4.4 both print it:
+  ``~/.local/lib/wireshark/plugins``), that folder as the fallback;
+  ``--system``: "Global Lua Plugins".
+* profile: ``<Personal configuration>/profiles/SWTPM`` (``~/.config/wireshark``,
+  or ``$XDG_CONFIG_HOME/wireshark``); ``--system``: ``<Global configuration>/profiles/SWTPM``.
+* Windows: ``%APPDATA%\\Wireshark\\{extcap,plugins,profiles}`` unless tshark says otherwise.
+
+With ``--dir`` and no Wireshark found, only the launcher is written. Uninstall
+without a Wireshark removes what it finds in every folder the rule can give.
 Wireshark ignores ``WIRESHARK_EXTCAP_DIR`` when run as root; the folders above
 work for root too.
 """
@@ -32,6 +46,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,12 +56,20 @@ if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 LAUNCHER = "swtpm-extcap"
-# Everything after the #! line of extcap/swtpm-extcap (tests check they agree).
+PLUGIN = "swtpm.lua"
+PROFILE = "SWTPM"
+#: the profile's files, shipped in swtpm_extcap/wireshark/profile/
+PROFILE_FILES = ("preferences", "colorfilters")
+#: written only into a profile that has none yet (Wireshark keeps its own column widths there)
+PROFILE_DEFAULTS = ("recent",)
+#: written into the profile folder: uninstall removes a SWTPM profile only when it has it
+PROFILE_MARKER = ".swtpm-extcap"
+#: everything after the launcher's #! line (the one copy: install.sh runs this module)
 LAUNCHER_BODY = '''\
 """Wireshark extcap launcher for swtpm-extcap: SWTPM logs as capture interfaces.
 
-Installed copies (install.sh, `python -m swtpm_extcap install`) start with a #!
-line that names the interpreter of swtpm-extcap's environment by absolute path.
+Written by `python -m swtpm_extcap install` (which install.sh runs): the #! line
+names the interpreter of swtpm-extcap's environment by absolute path.
 """
 import sys
 
@@ -71,27 +94,41 @@ class Wireshark:
     folders: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class Targets:
+    """Where install puts its three files (``None``: not installed there)."""
+
+    launcher: Path
+    plugin: Path | None
+    profile: Path | None
+    version: tuple[int, int] = (0, 0)
+
+
 def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
     """Add the ``install`` command (options: ``--system``, ``--uninstall``, ``--dir``)."""
     parser = subparsers.add_parser(
         "install",
-        help="add (or remove) the extcap launcher in Wireshark's extcap folder",
+        help="add (or remove) the extcap launcher, the Lua plugin and the SWTPM profile",
         description="Write a launcher for this Python into the extcap folder of the installed"
         " Wireshark, so that its interface list shows every VM's SWTPM log (swtpm-<vm>) and"
-        " swtpm-demo. For a self-contained install with its own virtual environment, use"
-        " install.sh from the source tree.",
+        " swtpm-demo; the Lua plugin (control channel, TPM 1.2, request/response links) into"
+        " its Lua plugin folder; the configuration profile SWTPM into its profiles folder."
+        " For a self-contained install with its own virtual environment, use install.sh"
+        " from the source tree (it runs this command at its end).",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--system",
         action="store_true",
-        help="use Wireshark's global extcap folder (needs root) instead of your personal one",
+        help="use Wireshark's global folders (needs root) instead of your personal ones",
     )
     where.add_argument(
         "--dir", metavar="DIR", help="use this extcap folder (default: ask tshark -G folders)"
     )
     parser.add_argument(
-        "--uninstall", action="store_true", help="remove the launcher instead of writing it"
+        "--uninstall",
+        action="store_true",
+        help="remove the launcher, the plugin and the profile instead of writing them",
     )
     return parser
 
@@ -99,25 +136,79 @@ def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
 def install_main(ns: argparse.Namespace) -> int:
     """Run ``install`` from parsed arguments; print what was done on stdout."""
     windows = sys.platform == "win32"
-    if ns.dir:
-        folder = Path(ns.dir).expanduser().absolute()
-    else:
-        ws = find_wireshark()
-        print(f"Wireshark {ws.version[0]}.{ws.version[1]} ({ws.program})")
-        folder = extcap_dir(ws, system=ns.system, environ=os.environ, windows=windows)
-    target = folder / (LAUNCHER + (".bat" if windows else ""))
+    found = find_targets(
+        dir_=ns.dir, system=ns.system, environ=os.environ, windows=windows, uninstall=ns.uninstall
+    )
     if ns.uninstall:
-        if uninstall_launcher(target):
-            print(f"removed {target}")
-        else:
-            print(f"nothing to remove: no {target}")
+        for what, path, removed in uninstall(found):
+            print(f"removed the {what} {path}" if removed else f"nothing to remove: no {what} {path}")
         return 0
+    targets = found[0]
     python = os.path.abspath(sys.executable)
     check_importable(python)
-    write_launcher(target, python, windows=windows)
-    print(f"wrote {target} -> {python}")
-    print("try it:\n  tshark -D | grep swtpm\n  tshark -i swtpm-demo -c 10")
+    write_launcher(targets.launcher, python, windows=windows)
+    print(f"wrote the launcher {targets.launcher} (runs {python})")
+    if targets.plugin is not None:
+        write_plugin(targets.plugin)
+        print(f"wrote the Lua plugin {targets.plugin}")
+    if targets.profile is not None:
+        write_profile(targets.profile)
+        print(f"wrote the profile {targets.profile}")
+    if targets.plugin is None:
+        print("Wireshark not found: the Lua plugin and the SWTPM profile were not installed")
+    elif not ns.system and _is_root() and targets.version >= (4, 2):
+        print(
+            "note: Wireshark 4.2 and later load no personal Lua plugin when run as root;"
+            " for captures as root, install with --system"
+        )
+    print(
+        "try it:\n  tshark -D | grep swtpm\n  tshark -i swtpm-demo -c 10\n"
+        "(Wireshark reads its folders when it starts: restart it to see the interfaces;"
+        " columns and colors: Edit > Configuration Profiles > SWTPM)"
+    )
     return 0
+
+
+def find_targets(
+    *,
+    dir_: str | None,
+    system: bool,
+    environ: Mapping[str, str],
+    windows: bool = False,
+    uninstall: bool = False,
+) -> list[Targets]:
+    """Where the three files go: ``--dir`` for the launcher, else the folder rule.
+
+    One entry, except for an uninstall without Wireshark: then every place the
+    rule can give (Wireshark 4.0 and 4.2+).
+    """
+    name = LAUNCHER + (".bat" if windows else "")
+    folder = Path(dir_).expanduser().absolute() if dir_ else None
+    try:
+        ws = find_wireshark()
+    except UserError:
+        if folder is not None:
+            return [Targets(folder / name, None, None)]
+        if not uninstall:
+            raise
+        guesses = [Wireshark("wireshark", version, {}) for version in ((4, 0), (4, 2))]
+        return [_targets(guess, None, name, system, environ, windows) for guess in guesses]
+    print(f"Wireshark {ws.version[0]}.{ws.version[1]} ({ws.program})")
+    return [_targets(ws, folder, name, system, environ, windows)]
+
+
+def _targets(
+    ws: Wireshark,
+    folder: Path | None,
+    name: str,
+    system: bool,
+    environ: Mapping[str, str],
+    windows: bool,
+) -> Targets:
+    extcap = folder or extcap_dir(ws, system=system, environ=environ, windows=windows)
+    plugins = plugin_dir(ws, system=system, environ=environ, windows=windows)
+    profiles = profiles_dir(ws, system=system, environ=environ, windows=windows)
+    return Targets(extcap / name, plugins / PLUGIN, profiles / PROFILE, ws.version)
 
 
 def find_wireshark() -> Wireshark:
@@ -160,30 +251,79 @@ def extcap_dir(
     ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
 ) -> Path:
     """The extcap folder to use (the rule in the module docstring)."""
-    folders = ws.folders
     if system:
-        found = folders.get("Global Extcap path") or folders.get("Extcap path")
-        if not found:
-            raise UserError(
-                f"{ws.program} does not report its global extcap folder; pass --dir DIR"
-                " (Wireshark shows it under Help > About > Folders)"
-            )
-        return Path(found)
-    if folders.get("Personal Extcap path"):
-        return Path(folders["Personal Extcap path"])
+        return _reported(ws, ("Global Extcap path", "Extcap path"), "global extcap folder", "pass --dir DIR")
+    if ws.folders.get("Personal Extcap path"):
+        return Path(ws.folders["Personal Extcap path"])
     if windows:
-        appdata = environ.get("APPDATA")
-        if not appdata:
-            raise UserError("APPDATA is not set; pass --dir DIR")
-        return Path(appdata) / "Wireshark" / "extcap"
-    home = Path(environ.get("HOME") or Path.home())
+        return _appdata(environ) / "Wireshark" / "extcap"
     if ws.version >= (4, 2):
-        return home / ".local" / "lib" / "wireshark" / "extcap"
-    if folders.get("Personal configuration"):
-        return Path(folders["Personal configuration"]) / "extcap"
+        return _home(environ) / ".local" / "lib" / "wireshark" / "extcap"
+    return _personal_config(ws, environ) / "extcap"
+
+
+def plugin_dir(
+    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
+) -> Path:
+    """The Lua plugin folder (the rule in the module docstring)."""
+    if system:
+        return _reported(
+            ws, ("Global Lua Plugins", "Global Plugins"), "global Lua plugin folder",
+            "install without --system",
+        )
+    if ws.folders.get("Personal Lua Plugins"):
+        return Path(ws.folders["Personal Lua Plugins"])
+    if windows:
+        return _appdata(environ) / "Wireshark" / "plugins"
+    return _home(environ) / ".local" / "lib" / "wireshark" / "plugins"
+
+
+def _reported(ws: Wireshark, names: tuple[str, ...], what: str, instead: str) -> Path:
+    """The first folder of ``names`` that ``tshark -G folders`` reported; else one line."""
+    for name in names:
+        if ws.folders.get(name):
+            return Path(ws.folders[name])
+    raise UserError(
+        f"{ws.program} does not report its {what} (Wireshark shows it under"
+        f" Help > About > Folders); {instead}"
+    )
+
+
+def profiles_dir(
+    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
+) -> Path:
+    """The configuration profiles folder (the rule in the module docstring)."""
+    if system:
+        return _reported(
+            ws, ("Global configuration",), "global configuration folder", "install without --system"
+        ) / "profiles"
+    if windows and not ws.folders.get("Personal configuration"):
+        return _appdata(environ) / "Wireshark" / "profiles"
+    return _personal_config(ws, environ) / "profiles"
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HOME") or Path.home())
+
+
+def _appdata(environ: Mapping[str, str]) -> Path:
+    appdata = environ.get("APPDATA")
+    if not appdata:
+        raise UserError("APPDATA is not set; pass --dir DIR")
+    return Path(appdata)
+
+
+def _personal_config(ws: Wireshark, environ: Mapping[str, str]) -> Path:
+    """``<Personal configuration>``: what tshark says, else Wireshark's XDG rule."""
+    if ws.folders.get("Personal configuration"):
+        return Path(ws.folders["Personal configuration"])
     xdg = environ.get("XDG_CONFIG_HOME", "")
-    config = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".config"
-    return config / "wireshark" / "extcap"
+    config = Path(xdg) if xdg and os.path.isabs(xdg) else _home(environ) / ".config"
+    return config / "wireshark"
 
 
 def launcher_text(python: str, *, windows: bool = False) -> str:
@@ -200,14 +340,81 @@ def launcher_text(python: str, *, windows: bool = False) -> str:
 
 def write_launcher(target: Path, python: str, *, windows: bool = False) -> None:
     """Write (or replace) the launcher atomically, mode 0755; creates the folder."""
-    text = launcher_text(python, windows=windows)
+    _write_atomic(target, launcher_text(python, windows=windows).encode(), 0o755)
+
+
+def shipped(name: str) -> bytes:
+    """A file of ``swtpm_extcap/wireshark/`` (the plugin, ``profile/<file>``)."""
+    path = resources.files("swtpm_extcap") / "wireshark"
+    for part in name.split("/"):
+        path = path / part
+    return path.read_bytes()
+
+
+def write_plugin(target: Path) -> None:
+    """Write (or replace) the Lua plugin."""
+    _write_atomic(target, shipped(PLUGIN), 0o644)
+
+
+def write_profile(folder: Path) -> None:
+    """Write (or update) the SWTPM profile's files and its marker; other files stay."""
+    for name in PROFILE_FILES:
+        _write_atomic(folder / name, shipped(f"profile/{name}"), 0o644)
+    for name in PROFILE_DEFAULTS:
+        if not (folder / name).exists():
+            _write_atomic(folder / name, shipped(f"profile/{name}"), 0o644)
+    marker = "installed by swtpm-extcap; `python -m swtpm_extcap install --uninstall` removes it\n"
+    _write_atomic(folder / PROFILE_MARKER, marker.encode(), 0o644)
+
+
+def uninstall(found: list[Targets]) -> list[tuple[str, Path, bool]]:
+    """Remove launcher, plugin and profile: ``(what, path, removed)`` for each place."""
+    out: list[tuple[str, Path, bool]] = []
+    seen: set[Path] = set()
+    for targets in found:
+        for what, path in (
+            ("launcher", targets.launcher),
+            ("Lua plugin", targets.plugin),
+            ("profile", targets.profile),
+        ):
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            out.append((what, path, _remove_profile(path) if what == "profile" else _remove(path)))
+    return out
+
+
+def _remove(target: Path) -> bool:
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return False
+    except PermissionError as exc:
+        raise UserError(f"cannot remove {target}: {exc.strerror}") from None
+    return True
+
+
+def _remove_profile(folder: Path) -> bool:
+    """Remove the profile folder (with what Wireshark wrote into it) if it is ours."""
+    if not (folder / PROFILE_MARKER).is_file():
+        if folder.exists():
+            print(f"left {folder} alone: a profile of that name not made by swtpm-extcap")
+        return False
+    try:
+        shutil.rmtree(folder)
+    except PermissionError as exc:
+        raise UserError(f"cannot remove {folder}: {exc.strerror}") from None
+    return True
+
+
+def _write_atomic(target: Path, data: bytes, mode: int) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o755)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, mode)
             os.replace(tmp, target)
         except BaseException:
             os.unlink(tmp)
@@ -217,17 +424,6 @@ def write_launcher(target: Path, python: str, *, windows: bool = False) -> None:
             f"cannot write {target}: {exc.strerror}; --system needs root (sudo),"
             " or pass --dir DIR"
         ) from None
-
-
-def uninstall_launcher(target: Path) -> bool:
-    """Remove the launcher; False if it was not there."""
-    try:
-        target.unlink()
-    except FileNotFoundError:
-        return False
-    except PermissionError as exc:
-        raise UserError(f"cannot remove {target}: {exc.strerror}") from None
-    return True
 
 
 def check_importable(python: str) -> None:

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 Start = Literal["all", "new"]  # whole log then follow / only records written after the start
 Runs = Literal["all", "last"]  # every run / only the backlog's last run
 Mode = Literal["follow", "replay"]  # tail -F / stop at the end of the log
+#: the kinds of control Wireshark's options dialog has (extcap ``{type=...}``)
+#: (string and password: swtpm-ssh's server and login fields, ssh_options.py)
+OptionType = Literal[
+    "radio", "selector", "boolflag", "unsigned", "fileselect", "string", "password"
+]
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Option:
 
     call: str
     display: str
-    type: str  # radio, selector, boolflag, unsigned, fileselect
+    type: OptionType
     tooltip: str
     group: str
     default: str = ""  # a choice's value, "true"/"false" for a boolflag, a number

@@ -295,26 +295,41 @@ def _response_params(data: bytes) -> int:
     return 14 if tag == TAG_SESSIONS else 10
 
 
-def parse_digest_values(data: bytes, pos: int) -> list[tuple[int, bytes]]:
-    """A TPML_DIGEST_VALUES at ``pos``: [(TPM_ALG_ID, digest)]."""
+def _list_count(data: bytes, pos: int) -> int:
+    """The u32 count that starts a TPML list of digests."""
     try:
-        (count,) = _U32.unpack_from(data, pos)
+        return int(_U32.unpack_from(data, pos)[0])
     except struct.error:
         raise Malformed("digest list cut off") from None
+
+
+def parse_digest_values(data: bytes, pos: int) -> list[tuple[int, bytes]]:
+    """A TPML_DIGEST_VALUES at ``pos``: [(TPM_ALG_ID, digest)]."""
+    return _sized_items(data, pos, _digest_size)
+
+
+def _digest_size(alg: int) -> int:
+    known = ALGORITHMS.get(alg)
+    if known is None:
+        raise Malformed(f"digest of unknown algorithm 0x{alg:04x}")
+    return known[1]
+
+
+def _sized_items(data: bytes, pos: int, size_of: Callable[[int], int]) -> list[tuple[int, bytes]]:
+    """A TPML list at ``pos``: a u32 count, then per item a u16 and ``size_of(u16)``
+    bytes (TPML_DIGEST_VALUES: algorithm + digest; TPML_DIGEST: size + digest)."""
+    count = _list_count(data, pos)
     pos += 4
     out = []
     for _ in range(count):
         if pos + 2 > len(data):
             raise Malformed("digest list cut off")
-        (alg,) = _U16.unpack_from(data, pos)
-        known = ALGORITHMS.get(alg)
-        if known is None:
-            raise Malformed(f"digest of unknown algorithm 0x{alg:04x}")
-        size = known[1]
-        digest = data[pos + 2 : pos + 2 + size]
-        if len(digest) != size:
+        (tag,) = _U16.unpack_from(data, pos)
+        size = size_of(tag)
+        item = data[pos + 2 : pos + 2 + size]
+        if len(item) != size:
             raise Malformed("digest cut off")
-        out.append((alg, digest))
+        out.append((tag, item))
         pos += 2 + size
     return out
 
@@ -344,18 +359,7 @@ def parse_pcr_read(response: bytes) -> list[tuple[int, int, bytes]]:
     """The values of a successful PCR_Read response: [(PCR, TPM_ALG_ID, value)]."""
     pos = _response_params(response) + 4  # pcrUpdateCounter
     selection, pos = parse_pcr_selection(response, pos)
-    try:
-        (count,) = _U32.unpack_from(response, pos)
-    except struct.error:
-        raise Malformed("digest list cut off") from None
-    pos += 4
-    values = []
-    for _ in range(count):
-        if pos + 2 > len(response):
-            raise Malformed("digest list cut off")
-        (size,) = _U16.unpack_from(response, pos)
-        values.append(response[pos + 2 : pos + 2 + size])
-        pos += 2 + size
+    values = [digest for _, digest in _sized_items(response, pos, int)]
     pairs = [(pcr, alg) for alg, pcrs in selection for pcr in pcrs]
     if len(pairs) != len(values) or any(
         len(v) != ALGORITHMS.get(alg, (None, len(v)))[1] for (_, alg), v in zip(pairs, values)
@@ -571,22 +575,7 @@ class Replayer:
         *,
         emit: bool = True,
     ) -> None:
-        state = self.state
-        assert state is not None
-        self._verified.clear()
-        fill = _Fill(byte, last, line, "")
-        pcrs = list(pcrs)
-        for pcr in pcrs:
-            state.fills[pcr] = fill
-        for alg, slots in state.banks.items():
-            size = ALGORITHMS[alg][1] if alg in ALGORITHMS else 0
-            value = fill.value(size) if size else None
-            why = "" if size else f"unknown algorithm 0x{alg:04x}"
-            shown = emit and self.shown(alg)
-            for pcr in pcrs:
-                slots[pcr] = Slot(value, line, why)
-                if shown:
-                    out.append(Step(state.run, line, answer, what, pcr, alg, value))
+        self._fill(list(pcrs), _Fill(byte, last, line, ""), answer, what, out, emit)
 
     def _unknown(
         self,
@@ -598,16 +587,26 @@ class Replayer:
         *,
         emit: bool = True,
     ) -> None:
+        self._fill(list(pcrs), _Fill(None, None, line, why), answer, "unknown", out, emit)
+
+    def _fill(
+        self, pcrs: list[int], fill: _Fill, answer: int, what: str, out: list[Outcome], emit: bool
+    ) -> None:
+        """Give ``pcrs`` the value of ``fill`` in every bank (unknown where it has none)."""
         state = self.state
         assert state is not None
         self._verified.clear()
-        fill = _Fill(None, None, line, why)
         for pcr in pcrs:
             state.fills[pcr] = fill
-            for alg, slots in state.banks.items():
-                slots[pcr] = Slot(None, line, why)
-                if emit and self.shown(alg):
-                    out.append(Step(state.run, line, answer, "unknown", pcr, alg, None, why=why))
+        for alg, slots in state.banks.items():
+            size = ALGORITHMS[alg][1] if alg in ALGORITHMS else 0
+            value = fill.value(size) if size else None
+            why = fill.why if fill.byte is None else "" if size else f"unknown algorithm 0x{alg:04x}"
+            shown = emit and self.shown(alg)
+            for pcr in pcrs:
+                slots[pcr] = Slot(value, fill.line, why)
+                if shown:
+                    out.append(Step(state.run, fill.line, answer, what, pcr, alg, value, why=fill.why))
 
     def _extend(
         self,

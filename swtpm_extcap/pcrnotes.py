@@ -143,7 +143,8 @@ def _annotate(frames: list[Frame], events: list[Event], notes: dict[int, list[st
         lines = notes.pop(ev[2])
         if not ev[1] or not (ctrl or ev[0].is_tpm):
             continue
-        head = f"swtpm log line {ev[2]}: "
+        # the record's own frame: a handshake for the same line says "handshake" here
+        head = f"swtpm log line {ev[2]}: {ev[0].value}"
         while at < len(frames) and not frames[at][2].startswith(head):
             at += 1
         if at == len(frames):  # not framed in this call (cannot happen; never fail for a note)

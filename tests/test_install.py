@@ -25,6 +25,7 @@ import pytest
 from swtpm_extcap.errors import UserError
 from swtpm_extcap.install import (
     LAUNCHER_BODY,
+    PROFILE_FILES,
     Wireshark,
     add_install_parser,
     check_importable,
@@ -33,11 +34,13 @@ from swtpm_extcap.install import (
     launcher_text,
     parse_folders,
     parse_version,
+    plugin_dir,
+    profiles_dir,
+    shipped,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_SH = REPO / "install.sh"
-TEMPLATE = REPO / "extcap" / "swtpm-extcap"
 HAS_EXTCAP = (REPO / "swtpm_extcap" / "extcap.py").exists()
 NO_EXTCAP = "swtpm_extcap/extcap.py (the extcap protocol) is not in this checkout yet"
 TSHARK = shutil.which("tshark")
@@ -84,6 +87,14 @@ def _personal_extcap(home: Path) -> Path:
     if _wireshark_version() >= (4, 2):
         return home / ".local/lib/wireshark/extcap"
     return home / ".config/wireshark/extcap"
+
+
+def _personal_plugin(home: Path) -> Path:
+    return home / ".local/lib/wireshark/plugins/swtpm.lua"  # 4.0 and 4.4 alike
+
+
+def _personal_profile(home: Path) -> Path:
+    return home / ".config/wireshark/profiles/SWTPM"
 
 
 @dataclass(frozen=True)
@@ -163,9 +174,53 @@ def test_install_says_what_it_did_and_how_to_try_it(installed: Installed) -> Non
     out = installed.stdout
     assert f"created the virtual environment {installed.venv}" in out
     assert f"installed swtpm-extcap 0.1.0 from {REPO} into {installed.venv}" in out
-    assert f"wrote the launcher {installed.launcher}" in out
+    assert f"wrote the launcher {installed.launcher} (runs {installed.venv}/bin/python)" in out
+    assert f"wrote the Lua plugin {_personal_plugin(installed.home)}" in out
+    assert f"wrote the profile {_personal_profile(installed.home)}" in out
     assert "tshark -D | grep swtpm" in out
     assert "tshark -i swtpm-demo -c 10" in out
+    assert f"install.sh --uninstall --venv {installed.venv}" in out
+
+
+def test_install_puts_the_plugin_and_the_profile(installed: Installed) -> None:
+    plugin = _personal_plugin(installed.home)
+    assert plugin.read_bytes() == (REPO / "swtpm_extcap/wireshark/swtpm.lua").read_bytes()
+    profile = _personal_profile(installed.home)
+    for name in PROFILE_FILES:
+        assert (profile / name).read_bytes() == (
+            REPO / "swtpm_extcap/wireshark/profile" / name
+        ).read_bytes()
+    assert (profile / ".swtpm-extcap").is_file()
+    assert (profile / "recent").read_bytes() == shipped("profile/recent")
+
+
+@needs_tshark
+def test_wireshark_loads_the_installed_plugin_and_profile(installed: Installed) -> None:
+    """What Wireshark itself reports under the temporary $HOME: the plugin, the profile."""
+    assert TSHARK is not None
+    plugins = subprocess.run(
+        [TSHARK, "-G", "plugins"], env=installed.env, capture_output=True, text=True, timeout=60
+    )
+    assert str(_personal_plugin(installed.home)) in plugins.stdout, plugins.stdout
+    assert "lua script" in plugins.stdout
+    demo = REPO / "swtpm_extcap/data/demo-swtpm.log"
+    pcap = installed.home / "demo.pcapng"
+    converted = subprocess.run(
+        [str(installed.venv / "bin/python"), "-m", "swtpm_extcap", "convert", str(demo),
+         "-o", str(pcap)],
+        env=installed.env, capture_output=True, text=True, cwd="/",
+    )
+    assert converted.returncode == 0, converted.stderr
+    rows = subprocess.run(
+        [TSHARK, "-C", "SWTPM", "-r", str(pcap), "-c", "30"],
+        env=installed.env, capture_output=True, text=True, timeout=60,
+    )
+    assert rows.returncode == 0, rows.stderr
+    assert "Configuration Profile" not in rows.stderr and "No such preference" not in rows.stderr
+    lines = rows.stdout.splitlines()
+    # the profile's columns: run and log line right after the time, then the command
+    assert any(re.search(r"\s1 1 SWTPM ctrl CMD_GET_CAPABILITY\s", line) for line in lines), lines
+    assert any("TPM2_CC_Startup TPM2 Success" in line for line in lines), lines
 
 
 def test_installed_package_has_every_module_and_the_demo_log(installed: Installed) -> None:
@@ -294,7 +349,7 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
     launcher = target / "swtpm-extcap"
     assert launcher.read_text() == f"#!{python}\n{LAUNCHER_BODY}"
     assert stat.S_IMODE(launcher.stat().st_mode) == 0o755
-    assert f"wrote {launcher} -> {python}" in done.stdout
+    assert f"wrote the launcher {launcher} (runs {python})" in done.stdout
     assert "tshark -i swtpm-demo -c 10" in done.stdout
 
     # the default folder, from the installed Wireshark, under another $HOME
@@ -306,15 +361,23 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
     assert default.returncode == 0, default.stderr
     assert (_personal_extcap(home2) / "swtpm-extcap").read_text() == launcher.read_text()
 
+    assert (_personal_plugin(home2)).is_file()
+    assert (_personal_profile(home2) / "colorfilters").is_file()
+
     gone = subprocess.run(
         [python, "-c", driver, "install", "--uninstall", "--dir", str(target)],
+        env=_env(home2),
         capture_output=True,
         text=True,
     )
-    assert gone.returncode == 0 and f"removed {launcher}" in gone.stdout
+    assert gone.returncode == 0 and f"removed the launcher {launcher}" in gone.stdout
+    assert f"removed the Lua plugin {_personal_plugin(home2)}" in gone.stdout
+    assert f"removed the profile {_personal_profile(home2)}" in gone.stdout
     assert not launcher.exists()
+    assert not _personal_plugin(home2).exists() and not _personal_profile(home2).exists()
     again = subprocess.run(
         [python, "-c", driver, "install", "--uninstall", "--dir", str(target)],
+        env=_env(home2),
         capture_output=True,
         text=True,
     )
@@ -421,11 +484,24 @@ def test_install_sh_is_shellcheck_clean() -> None:
 # --- the launcher and the folder rule ---------------------------------------------
 
 
-def test_template_is_the_launcher_body_with_a_generic_shebang() -> None:
-    first, rest = TEMPLATE.read_text().split("\n", 1)
-    assert first == "#!/usr/bin/env python3"
-    assert rest == LAUNCHER_BODY
-    assert stat.S_IMODE(TEMPLATE.stat().st_mode) == 0o755
+def test_the_launcher_exists_once() -> None:
+    """install.sh hands over to the package: no second launcher, no second folder rule.
+    ``extcap/swtpm-extcap`` is the checkout's development launcher: it runs the
+    checkout's package, not a copy of the installed launcher's text."""
+    dev = (REPO / "extcap" / "swtpm-extcap").read_text()
+    assert LAUNCHER_BODY not in dev and "sys.path.insert" in dev
+    text = INSTALL_SH.read_text()
+    assert "-m swtpm_extcap install" in text
+    for copy in ("\" -G folders", "awk -F", "tail -n +2", "printf '#!"):  # old rule, launcher
+        assert copy not in text, copy
+
+
+def test_shipped_files_are_package_data() -> None:
+    assert shipped("swtpm.lua").startswith(b"-- swtpm.lua")
+    for name in PROFILE_FILES:
+        assert shipped(f"profile/{name}")
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"wireshark/*.lua"' in pyproject and '"wireshark/profile/*"' in pyproject
 
 
 def test_launcher_texts() -> None:
@@ -503,6 +579,33 @@ def test_extcap_dir_rule(ws: Wireshark, system: bool, expected: str) -> None:
     assert extcap_dir(ws, system=system, environ={"HOME": "/h"}) == Path(expected)
 
 
+@pytest.mark.parametrize(
+    ("ws", "system", "plugins", "profiles"),
+    [
+        (_ws((4, 0)), False, "/h/.local/lib/wireshark/plugins", "/h/.config/wireshark/profiles"),
+        (
+            _ws((4, 0), Personal_Lua_Plugins="/p/plugins", Personal_configuration="/c/ws"),
+            False,
+            "/p/plugins",
+            "/c/ws/profiles",
+        ),
+        (
+            _ws((4, 4), Global_Lua_Plugins="/usr/lib/wireshark/plugins",
+                Global_configuration="/usr/share/wireshark"),
+            True,
+            "/usr/lib/wireshark/plugins",
+            "/usr/share/wireshark/profiles",
+        ),
+    ],
+    ids=["personal-default", "personal-reported", "system"],
+)
+def test_plugin_and_profile_folder_rule(
+    ws: Wireshark, system: bool, plugins: str, profiles: str
+) -> None:
+    assert plugin_dir(ws, system=system, environ={"HOME": "/h"}) == Path(plugins)
+    assert profiles_dir(ws, system=system, environ={"HOME": "/h"}) == Path(profiles)
+
+
 def test_extcap_dir_rule_honours_xdg_and_windows() -> None:
     assert extcap_dir(
         _ws((4, 0)), system=False, environ={"HOME": "/h", "XDG_CONFIG_HOME": "/c"}
@@ -535,17 +638,25 @@ def test_parser_options() -> None:
 def test_second_run_is_idempotent_then_uninstall_removes_both(installed: Installed) -> None:
     before = installed.launcher.read_text()
     python, offline = _offline_python()
+    profile = _personal_profile(installed.home)
+    (profile / "recent").write_text("# what Wireshark writes into a profile it used\n")
+    (profile / "preferences").write_text("# an old version of ours\n")
     again = run_install(installed.home, "--venv", str(installed.venv))
     assert again.returncode == 0, again.stderr
     assert f"using the virtual environment {installed.venv}" in again.stdout
     assert installed.launcher.read_text() == before
     assert sorted(p.name for p in installed.launcher.parent.iterdir()) == ["swtpm-extcap"]
+    assert (profile / "recent").read_text().startswith("# what Wireshark")  # Wireshark's own
+    assert (profile / "preferences").read_bytes() == shipped("profile/preferences")  # updated
 
     gone = run_install(installed.home, "--venv", str(installed.venv), "--uninstall")
     assert gone.returncode == 0, gone.stderr
     assert f"removed the launcher {installed.launcher}" in gone.stdout
+    assert f"removed the Lua plugin {_personal_plugin(installed.home)}" in gone.stdout
+    assert f"removed the profile {profile}" in gone.stdout
     assert f"removed the virtual environment {installed.venv}" in gone.stdout
     assert not installed.launcher.exists()
+    assert not _personal_plugin(installed.home).exists() and not profile.exists()
     assert not installed.venv.exists()
     assert (installed.venv.parent).exists()  # not ours: only a parent named swtpm-extcap goes
 

@@ -258,3 +258,20 @@ def test_pcrs_errors_are_one_line(corpus: Path, args: list[str], code: int, mess
     err = proc.stderr.decode()
     assert proc.returncode == code
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_note_goes_on_the_record_not_on_a_handshake_for_the_same_line(corpus: Path, tmp_path: Path) -> None:
+    """Framing only the responses (as a capture that starts between a command and its
+    response does): the first response of a run opens the connection, with a
+    handshake whose comments name the same log line; the note is on the response."""
+    log = named_log(corpus, "proxmox-103-swtpm.log")
+    out = tmp_path / "responses.pcapng"
+    with open(out, "wb") as f:
+        pipe = Pipeline(f, name="t", description="t")
+        for last in (False, True):  # each batch is framed before the next is parsed
+            events = pipe.parser.close() if last else pipe.parser.feed(log.data)
+            pipe.emit([ev for ev in events if type(ev) is not Record or ev.kind is Kind.TPM_RESPONSE], None)
+        pipe.close_conversations()
+    frames = read_frames(out, display_filter='frame.comment contains "pcr:"')
+    assert sum("pcr: startup clear" in f.comment for f in frames) == 2  # each run's first response
+    assert all(f.payload and f.sport == 2321 for f in frames)

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The real Wireshark GUI, as a new user sees it after ./install.sh: screenshots for docs/.
+#
+#   bench/gui_screenshots.sh [OUTDIR]        (default: docs/ of this checkout)
+#
+# Needs Debian's wireshark-qt, xvfb, xdotool and imagemagick:
+#   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+#   apt-get install -y wireshark-qt xvfb xdotool imagemagick
+# Everything happens under a temporary $HOME: ./install.sh puts the venv, the launcher, the
+# Lua plugin and the SWTPM profile there; a settings file lists one "VM" (a copy of a corpus
+# log) through a glob. Wireshark runs on a private Xvfb display (1400x900, no window
+# manager) and is driven with xdotool; `import` takes the screenshots:
+#   gui-interfaces.png   (a) the welcome page's interface list: swtpm-demo and swtpm-web1
+#   gui-options.png      (b) the options dialog of swtpm-demo (the gear next to it)
+#   gui-live.png         (c) a live capture of swtpm-demo in the SWTPM profile (replay)
+#   gui-details.png      (c) the same capture at its end: an Unseal response, its swtpm tree
+#   gui-broken-config.png (d) the interface list with a broken settings file
+# Click positions are measured for Debian 12's Wireshark 4.0 at 1400x900; the interface rows
+# follow `tshark -D`'s order (same list). Each step checks a window title it expects, so a
+# click that missed fails the script instead of producing a wrong picture.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${1:-$SRC/docs}
+DISPLAY_NUM=${SWTPM_GUI_DISPLAY:-:77}
+WORK=$(mktemp -d /tmp/swtpm-gui.XXXXXX)
+XVFB_PID=""
+WS_PID=""
+
+say() { printf '[gui] %s\n' "$*"; }
+die() { printf '[gui] FAILED: %s\n' "$*" >&2; exit 1; }
+cleanup() {
+    [ -z "$WS_PID" ] || kill "$WS_PID" 2>/dev/null || true
+    [ -z "$XVFB_PID" ] || kill "$XVFB_PID" 2>/dev/null || true
+    rm -rf -- "$WORK"
+}
+trap cleanup EXIT
+
+for tool in wireshark tshark Xvfb xdotool import; do
+    command -v "$tool" >/dev/null 2>&1 || die "no $tool: apt-get install -y wireshark-qt xvfb xdotool imagemagick"
+done
+mkdir -p "$OUT"
+
+export HOME=$WORK/home XDG_RUNTIME_DIR=$WORK/run
+mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
+chmod 700 "$XDG_RUNTIME_DIR"
+unset XDG_CONFIG_HOME XDG_DATA_HOME SWTPM_EXTCAP_CONFIG
+
+say "install.sh into $HOME"
+PYTHON=python3
+[ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+bash "$SRC/install.sh" --python "$PYTHON" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; die "install.sh failed"; }
+
+# one configured "VM": a real log found by a glob of the settings file
+mkdir -p "$HOME/vms/web1" "$HOME/.config/swtpm-extcap"
+cp "$SRC/tests/data/corpus/proxmox-103-swtpm.log" "$HOME/vms/web1/swtpm.log"
+CONFIG=$HOME/.config/swtpm-extcap/config.toml
+printf '[local]\nglobs = ["%s/vms/*/swtpm.log"]\n' "$HOME" >"$CONFIG"
+
+row_of() {  # the 1-based row of an interface in tshark -D (= the welcome page's list)
+    tshark -D 2>/dev/null | awk -v name="$1" '$2 == name { sub(/\./, "", $1); print $1; exit }'
+}
+DEMO_ROW=$(row_of swtpm-demo)
+[ -n "$DEMO_ROW" ] || die "tshark -D does not list swtpm-demo"
+[ -n "$(row_of swtpm-web1)" ] || die "tshark -D does not list swtpm-web1"
+# welcome page at 1400x900: row 1 at y=237, 17.42 px per row; the gear at x=180
+DEMO_Y=$(awk -v n="$DEMO_ROW" 'BEGIN { printf "%d", 237 + (n - 1) * 17.42 }')
+
+export DISPLAY=$DISPLAY_NUM
+Xvfb "$DISPLAY" -screen 0 1400x900x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+XVFB_PID=$!
+sleep 2
+
+main_window() {  # the Wireshark main window (no window manager: find it by its size)
+    local w g
+    for _ in $(seq 1 60); do
+        for w in $(xdotool search --onlyvisible --name "." 2>/dev/null); do
+            g=$(xdotool getwindowgeometry "$w" | awk '/Geometry/ { print $2 }')
+            case "$g" in 750x550|1400x900) echo "$w"; return 0 ;; esac
+        done
+        sleep 0.5
+    done
+    return 1
+}
+start_wireshark() {
+    wireshark "$@" >>"$WORK/wireshark.log" 2>&1 &
+    WS_PID=$!
+    WIN=$(main_window) || die "no Wireshark window"
+    xdotool windowmove "$WIN" 0 0
+    xdotool windowsize "$WIN" 1400 900
+    sleep 3
+}
+stop_wireshark() {
+    kill "$WS_PID" 2>/dev/null || true
+    wait "$WS_PID" 2>/dev/null || true
+    WS_PID=""
+}
+shot() { import -window root "$OUT/$1"; say "wrote $OUT/$1"; }
+expect_window() {
+    xdotool search --onlyvisible --name "$1" >/dev/null 2>&1 || die "no window named like '$1'"
+}
+
+say "(a) interface list"
+start_wireshark
+sleep 3
+xdotool mousemove 500 "$DEMO_Y" click 1
+sleep 1
+shot gui-interfaces.png
+
+say "(b) options dialog"
+xdotool mousemove 180 "$DEMO_Y" click 1
+sleep 3
+expect_window "Interface Options: .*swtpm-demo"
+shot gui-options.png
+xdotool key Escape
+stop_wireshark
+
+say "(c) live capture in the SWTPM profile"
+start_wireshark -C SWTPM -k -i swtpm-demo
+sleep 4
+expect_window "Capturing from"
+shot gui-live.png
+# the replay (474 frames, 50 ms apart) ends by itself; then an Unseal response in detail
+sleep 25
+xdotool windowfocus "$WIN" 2>/dev/null || true
+xdotool key --window "$WIN" ctrl+g
+sleep 1
+xdotool type --window "$WIN" --delay 50 "210"
+xdotool key --window "$WIN" Return
+sleep 2
+xdotool mousemove 120 597 click 1     # the SWTPM line of the details pane
+sleep 1
+xdotool key --window "$WIN" shift+Right
+sleep 1
+shot gui-details.png
+stop_wireshark
+
+say "(d) a broken settings file"
+printf '[local]\nglobs = ["%s/vms/*/swtpm.log"\n' "$HOME" >"$CONFIG"   # no closing bracket
+start_wireshark
+xdotool mousemove 1300 850   # no row under the pointer
+sleep 3
+shot gui-broken-config.png
+stop_wireshark
+printf '%s\n' "----- what tshark -D says with that file:"
+tshark -D 2>&1 | grep -i -e swtpm -e config || true
+say "done"
