@@ -160,7 +160,7 @@ def list_interfaces() -> list[str]:
         # the [[remote]] hosts' VMs and swtpm-ssh, before the demo (always last)
         demo = [n for n, (name, _) in enumerate(interfaces) if name == DEMO_NAME][:1]
         at = demo[0] if demo else len(interfaces)
-        interfaces[at:at] = remote_interface_lines(config)
+        interfaces[at:at] = remote_interface_lines(config, notes)
     except Exception:  # noqa: BLE001 - the listing must never break Wireshark's start-up
         interfaces = []  # (no log file at listing time: Wireshark passes none)
     if not any(name == DEMO_NAME for name, _ in interfaces):

@@ -26,10 +26,20 @@ __all__ = ["SSH_INTERFACE", "check_level", "find_remote_interface", "remote_inte
            "ssh_interface"]
 
 
-def remote_interface_lines(config: Config) -> list[tuple[str, str]]:
-    """(name, display) of every remote VM (cached listing), then ``swtpm-ssh``."""
+def remote_interface_lines(config: Config, notes: list[str] | None = None) -> list[tuple[str, str]]:
+    """(name, display) of every remote VM (cached listing), then ``swtpm-ssh``.
+
+    ``notes`` gets one line when ``[[remote]]`` hosts are configured but asyncssh is missing."""
     out: list[tuple[str, str]] = []
     if config.remotes:
+        from .ssh import require_asyncssh
+
+        try:
+            require_asyncssh()
+        except UserError as exc:
+            if notes is not None:
+                notes.append(f"[[remote]] hosts are not listed: {exc}")
+            return [(SSH_INTERFACE, SSH_DISPLAY)]
         try:
             from .ssh_remotes import list_remote_vms
 

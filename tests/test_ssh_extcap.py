@@ -155,3 +155,19 @@ def test_a_level_1_vm_is_told_apart_locally_and_remotely(
         assert proc.returncode != 0
         assert err.count("\n") == 1 and "level 1" in err and "level 2 is enough" in err
     assert "swtpm on testhost logs at level 1" in procs[1].stderr.decode()  # names its host
+
+
+def test_without_asyncssh_the_listing_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An install without the asyncssh package (e.g. a venv made without dependencies)."""
+    from swtpm_extcap.extcap import LISTING_NOTE, list_interfaces
+
+    config = tmp_path / "config.toml"
+    config.write_text('[[remote]]\nname = "pve1"\nhost = "pve1.lan"\n')
+    monkeypatch.setenv("SWTPM_EXTCAP_CONFIG", str(config))
+    monkeypatch.setitem(sys.modules, "asyncssh", None)  # "import asyncssh" raises ImportError
+    lines = list_interfaces()
+    note = [line for line in lines if LISTING_NOTE in line]
+    assert len(note) == 1 and "pip install asyncssh bcrypt" in note[0]
+    assert any("{value=swtpm-ssh}" in line for line in lines)
