@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UserError
+from .errors import PROG, UserError
 
 if TYPE_CHECKING:
     from .ssh_remotes import Remote
 
 ENV_VAR = "SWTPM_EXTCAP_CONFIG"
-APP_DIR = "swtpm-extcap"
+APP_DIR = PROG  # ~/.config/swtpm-extcap
 FILE_NAME = "config.toml"
 EXAMPLE = '[local]\nglobs = ["/srv/vms/*/swtpm.log"]'
 

@@ -20,6 +20,11 @@ class UsageError(UserError):
     exit_code = 2
 
 
+class Stopped(BaseException):
+    """A stop signal came, but the capture did not end within the grace time
+    (raised by :mod:`swtpm_extcap.signals`' timer): a clean stop all the same."""
+
+
 def printable(text: str | os.PathLike[str]) -> str:
     """``text`` safe to print and to store as UTF-8: a byte of a file name that is
     not UTF-8 (held as a lone surrogate, Python's ``surrogateescape``) becomes

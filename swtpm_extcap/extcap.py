@@ -30,22 +30,24 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
 from .capture_filter import check_filter
 from .demo import DEMO_DISPLAY, DEMO_NAME
-from .errors import PROG, UsageError, UserError, error_line, printable, reason, say, silence_stdout
-from .fifo import Fifo
+from .errors import (
+    PROG, Stopped, UsageError, UserError, error_line, printable, reason, say, silence_stdout,
+)
 from .options import Request, build_settings, config_lines, parse_request
-from .signals import GRACE_S, Stopped, StopSignals
 
 if TYPE_CHECKING:  # the listing verbs must stay fast: the capture parts are imported lazily
     import logging
+    import threading
 
+    from .fifo import Fifo
     from .options import CaptureSettings
+    from .signals import StopSignals
 
 DLT_LINE = "dlt {number=1}{name=EN10MB}{display=Ethernet (TPM over TCP 2321)}"
 #: the name of a listing line that is a note, not a log (e.g. a glob cut short)
@@ -58,21 +60,30 @@ def extcap_main(argv: Sequence[str], stop: StopSignals | None = None) -> int:
     The one error funnel of the extcap calls: a :class:`UserError` is one line
     on stderr and its exit code (a capture then releases Wireshark's fifo);
     a reader that went away or a stop signal is a clean exit 0; anything else
-    is a bug, said in one line (the traceback goes to ``--log-file``)."""
-    fifo = Fifo(_fifo_arg(argv) if "--capture" in argv else "")
-    signals = stop if stop is not None else StopSignals()
+    is a bug, said in one line (the traceback goes to ``--log-file``).
+    ``stop``: the capture's stop handlers, installed by the caller as early as
+    it can (:func:`swtpm_extcap.cli.main`); the listing verbs need none, and
+    import neither the fifo nor the signal parts."""
+    fifo: Fifo | None = None
+    if "--capture" in argv:
+        from .fifo import Fifo
+        from .signals import StopSignals
+
+        fifo = Fifo(_fifo_arg(argv))
+        stop = stop if stop is not None else StopSignals()
     try:
-        return _answer(argv, fifo, signals.event)
+        return _answer(argv, fifo, stop)
     except UserError as exc:
         say(error_line(exc))
-        fifo.release_after_error(signals.event)
+        _release(fifo, stop)
         return exc.exit_code
     except BrokenPipeError:  # Wireshark closed stdout or the fifo: it no longer listens
         silence_stdout()
         return 0
     except Stopped:  # still busy (a write the reader never takes) after a stop signal
-        _log().info("stop signal: a write to the fifo was still blocked after %.1f s", GRACE_S)
-        fifo.abandon()
+        _log().info("stop signal: a write to the fifo was still blocked after the grace time")
+        if fifo is not None:
+            fifo.abandon()
         return 0
     except Exception as exc:  # a bug: one line for the dialog, the traceback to --log-file
         _log().exception("internal error")
@@ -80,17 +91,26 @@ def extcap_main(argv: Sequence[str], stop: StopSignals | None = None) -> int:
             f"internal error: {type(exc).__name__}: {exc} (please report it; with --log-file"
             " set, the log has the traceback)"
         )))
-        fifo.release_after_error(signals.event)
+        _release(fifo, stop)
         return 1
     finally:
-        fifo.close()
-        signals.restore()
+        if fifo is not None:
+            fifo.close()
+        if stop is not None:
+            stop.restore()
 
 
-def _answer(argv: Sequence[str], fifo: Fifo, stop: threading.Event) -> int:
+def _release(fifo: Fifo | None, stop: StopSignals | None) -> None:
+    """After a failed capture: let Wireshark's reader of the fifo see the end."""
+    if fifo is not None and stop is not None:
+        fifo.release_after_error(stop.event)
+
+
+def _answer(argv: Sequence[str], fifo: Fifo | None, stop: StopSignals | None) -> int:
     req = parse_request(argv)
     if req.capture:
-        return _capture(req, fifo, stop)
+        assert fifo is not None and stop is not None  # extcap_main saw --capture
+        return _capture(req, fifo, stop.event)
     if req.interfaces:
         return _reply(list_interfaces())
     if req.dlts or req.config or req.capture_filter is not None or req.reload_option is not None:

@@ -14,12 +14,12 @@ import signal
 import threading
 from collections.abc import Callable
 
+from .errors import Stopped
+
+__all__ = ["GRACE_S", "StopSignals", "Stopped"]
+
 #: after a stop signal, the capture has this long to end by itself
 GRACE_S = 0.3
-
-
-class Stopped(BaseException):
-    """Raised by the grace timer: a stop signal came, but the capture did not end."""
 
 
 class StopSignals:

@@ -136,7 +136,9 @@ def load_corpus_log(path: Path) -> CorpusLog:
 
 #: the fast tier, ``pytest -m fast``: the pure parser and the capture engine in
 #: process, no tool started (seconds); the whole suite stays the CI command
-FAST_MODULES = frozenset({"test_logparse", "test_capture", "test_config"})
+FAST_MODULES = frozenset(
+    {"test_logparse", "test_capture", "test_config", "test_options", "test_capture_filter"}
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

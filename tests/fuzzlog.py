@@ -25,8 +25,23 @@ from dataclasses import dataclass
 from swtpm_extcap.logparse import Event, LogParser
 from swtpm_extcap.pipeline import Pipeline
 
-HEADER = re.compile(rb"^(.*?) (SWTPM_IO_Read|SWTPM_IO_Write|Ctrl Cmd|Ctrl Rsp Continued|Ctrl Rsp): length (\S+)$")
-HEXLINE = re.compile(rb"^(.*?) ((?:[0-9A-F]{2} )+)$")
+_HEADER = re.compile(rb"^(.*?) (SWTPM_IO_Read|SWTPM_IO_Write|Ctrl Cmd|Ctrl Rsp Continued|Ctrl Rsp): length (\S+)$")
+_HEXLINE = re.compile(rb"^(.*?) ((?:[0-9A-F]{2} )+)$")
+
+
+class _Short:
+    """A line regex tried only on lines of swtpm's size: the lazy prefix before a
+    hex run backtracks quadratically on a giant line (the mutators make those)."""
+
+    def __init__(self, rx: re.Pattern[bytes]) -> None:
+        self.rx = rx
+
+    def match(self, line: bytes) -> re.Match[bytes] | None:
+        return self.rx.match(line) if len(line) <= 4096 else None
+
+
+HEADER = _Short(_HEADER)
+HEXLINE = _Short(_HEXLINE)
 
 Lines = list[bytes]
 LineMutator = Callable[[random.Random, Lines], Lines]

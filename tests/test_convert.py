@@ -27,7 +27,7 @@ from conftest import (
     tpm_payloads,
 )
 from swtpm_extcap.cli import main
-from test_extcap import one_line, small_disk  # noqa: F401  (small_disk: a fixture, a real 64 KiB tmpfs)
+from test_extcap import one_line, small_disk, without_dac_override  # noqa: F401  (small_disk: a fixture, a real 64 KiB tmpfs)
 from swtpm_extcap.logparse import LogParser, Record
 
 
@@ -444,12 +444,7 @@ def test_output_that_is_a_folder_or_in_a_missing_folder(tmp_path: Path) -> None:
 def test_unwritable_default_folder(tmp_path: Path) -> None:
     """The default output sits beside the log, in a folder we may not write to
     (root without CAP_DAC_OVERRIDE, so that the folder's mode applies)."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("needs setpriv (util-linux)")
-    prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
-    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
-        pytest.skip("cannot drop capabilities here")
+    prefix = without_dac_override()
     log = _copy(tmp_path)
     tmp_path.chmod(0o555)
     try:
