@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import UserError
-from .loglevel import TRAFFIC_LEVEL, level_hint
 from .ssh_options import DISPLAY as SSH_DISPLAY
 from .ssh_options import INTERFACE as SSH_INTERFACE
 
@@ -78,6 +77,8 @@ def find_remote_interface(name: str, config: Config) -> Interface | None:
 
 def check_level(iface: Interface) -> None:
     """A VM whose swtpm logs no TPM traffic: :class:`UserError` saying how to raise the level."""
+    from .loglevel import TRAFFIC_LEVEL, level_hint
+
     if iface.level is not None and iface.level < TRAFFIC_LEVEL:
         raise UserError(level_hint(iface.origin, iface.level, iface.location.host or ""))
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .config import LIBVIRT_DIR, PROXMOX_DIR
 from .errors import UsageError, UserError
 from .options import Choice, Option
-from .ssh import PRIVS, Priv, SSHParams
+
+if TYPE_CHECKING:  # the listing reads the declarations only: swtpm_extcap.ssh waits for a capture
+    from .ssh import Priv, SSHParams
 
 INTERFACE = "swtpm-ssh"
 DISPLAY = "SWTPM log over SSH (host and log set in the interface options)"
@@ -106,9 +109,12 @@ def ssh_target(values: Mapping[str, str | None]) -> tuple[SSHParams, str]:
     if not 0 <= port <= 65535:
         raise UsageError(f"--remote-port {port_text!r}: give a port number from 1 to 65535")
     priv = get("--remote-priv") or "none"
-    if priv not in PRIVS:
-        raise UsageError(f"--remote-priv {priv!r} is not one of: {', '.join(PRIVS)}")
+    privs = [c.value for o in SSH_OPTIONS if o.call == "--remote-priv" for c in o.choices]
+    if priv not in privs:
+        raise UsageError(f"--remote-priv {priv!r} is not one of: {', '.join(privs)}")
     sshkey = get("--sshkey")
+    from .ssh import SSHParams
+
     try:
         params = SSHParams(
             host=host,

@@ -17,6 +17,13 @@ def test_sshdump_names_and_types() -> None:
     }
 
 
+def test_priv_choices_are_the_connection_layers() -> None:
+    from swtpm_extcap.ssh import PRIVS
+
+    (priv,) = [o for o in SSH_OPTIONS if o.call == "--remote-priv"]
+    assert tuple(c.value for c in priv.choices) == PRIVS
+
+
 def test_values_become_params_and_a_log_path() -> None:
     params, path = ssh_target({
         "--remote-host": "pve1", "--remote-port": "2222", "--remote-username": "root",
