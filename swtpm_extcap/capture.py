@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from . import __version__
 from .clock import backlog_start_us, now_us
@@ -32,6 +32,8 @@ from .logparse import Event, Kind, LogParser, Record, RunStart
 from .options import CaptureSettings
 from .pipeline import Pipeline, Summary
 from .sources.base import Chunk, Notice, Source
+
+T = TypeVar("T")
 
 
 def run_capture(
@@ -89,7 +91,7 @@ def run_capture(
     return pipe.summary
 
 
-def _explained(chunks: Iterator[Chunk], source: Source) -> Iterator[Chunk]:
+def _explained(chunks: Iterator[T], source: Source) -> Iterator[T]:
     """The source's chunks; its failure is one :class:`UserError` in its own terms."""
     try:
         yield from chunks
@@ -120,7 +122,6 @@ def find_last_run(source: Source, size: int, stop: threading.Event) -> int:
     parser = LogParser()
     last = 0
     for chunk in _explained(iter(source.read(stop, 0, size)), source):
-        assert type(chunk) is bytes
         for ev in parser.feed(chunk):
             if type(ev) is RunStart:
                 last = ev.run
@@ -159,17 +160,14 @@ class Capture:
         feed = self.pipe.parser.feed
         select = self.select
         for chunk in chunks:
-            if type(chunk) is bytes:
-                if self.in_backlog:
-                    self._write(select.backlog(feed(chunk)), None)
-                else:
-                    self._write(select.live(feed(chunk)), now_us())
-            elif chunk is Notice.BACKLOG_DONE:
+            if isinstance(chunk, Notice):
+                if chunk is not Notice.BACKLOG_DONE:  # a switch of file ends the backlog too
+                    self.log.info("the log was %s", chunk.value)
                 self.end_backlog()
-            else:  # a switch of file: the source said BACKLOG_DONE before it
-                assert isinstance(chunk, Notice)
-                self.log.info("the log was %s", chunk.value)
-                self.end_backlog()
+            elif self.in_backlog:
+                self._write(select.backlog(feed(chunk)), None)
+            else:
+                self._write(select.live(feed(chunk)), now_us())
             if self.stop.is_set():
                 return
 

@@ -52,6 +52,15 @@ def tpm2_command_codes() -> dict[str, int]:
     return {name.lower(): int(code, 16) for code, name in zip(words[::2], words[1::2])}
 
 
+def tpm2_command_name(code: int) -> str | None:
+    """``TPM2_CC_Unseal`` for 0x15e; None for a code not in the table."""
+    words = _TPM2_CC.split()
+    for hexcode, name in zip(words[::2], words[1::2]):
+        if int(hexcode, 16) == code:
+            return f"TPM2_CC_{name}"
+    return None
+
+
 def parse_capture_filter(text: str) -> frozenset[int] | None:
     """``"TPM2_CC_Unseal, 0x17e"`` -> ``{0x15E, 0x17E}``; empty -> ``None`` (keep all).
 

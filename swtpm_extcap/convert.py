@@ -203,7 +203,7 @@ def run_convert(
                 out = opened[dest] = _open_output(dest)
             summary = _convert_one(log, out, settings, stdin, stderr)
             out.flush()
-            defects += len(summary.defects)
+            defects += summary.defect_count
             for line in summary.report(f"{log} -> {'stdout' if dest == '-' else dest}"):
                 stderr.write(printable(line) + "\n")
             if dest != "-" and shared is None:

@@ -199,7 +199,12 @@ def _tpm_what(header: bytes, command: bool) -> str:
     if len(header) < 10:
         return "a TPM command" if command else "a TPM response"
     code = int.from_bytes(header[6:10], "big")
-    return f"TPM command 0x{code:08X}" if command else f"TPM response (code 0x{code:08X})"
+    if not command:
+        return f"TPM response (code 0x{code:08X})"
+    from .capture_filter import tpm2_command_name  # rare: only a frame that needs a note
+
+    name = tpm2_command_name(code)
+    return f"TPM command 0x{code:08X}" + (f" ({name})" if name else "")
 
 
 def message_note(conv: _Conversation, command: bool, data: bytes) -> str:

@@ -133,8 +133,8 @@ class LogParser:
 
     @property
     def pending(self) -> bool:
-        """True while a partial line or an unfinished record is held back."""
-        return bool(self._tail) or self._open is not None
+        """True while a partial line, an unfinished record or a run of stray hex is held back."""
+        return bool(self._tail) or self._open is not None or self._stray is not None
 
     def feed(self, data: bytes) -> list[Event]:
         if not data:

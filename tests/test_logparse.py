@@ -759,3 +759,15 @@ def test_a_hex_line_that_lost_its_prefix(corpus: Path) -> None:
     assert {(v.line + 1, DefectKind.JUNK), (v.line, DefectKind.SHORT)} <= {(d.line, d.kind) for d in rec.defects}
     assert not [e for e in out if isinstance(e, RunStart)][1:]
     check_others(ex, out, 0)
+
+
+def test_a_run_of_stray_hex_is_pending_until_a_line_ends_it(corpus_log: CorpusLog) -> None:
+    ex = excerpt(corpus_log)
+    v = ex.v
+    parser = LogParser()
+    head = parser.feed(join(ex.lines[: v.last_line] + [ex.lines[v.line]]))  # a complete record, stray hex
+    assert view(victim_after(head, v.line)) == view(v)
+    assert parser.pending and not [r for r in records(head) if r.kind is Kind.STRAY]
+    rest = parser.feed(join(ex.lines[v.last_line :])) + parser.close()
+    assert [r.data for r in records(rest) if r.kind is Kind.STRAY] == [v.data[:16]]
+    assert not parser.pending
