@@ -9,8 +9,10 @@ Schema (TOML)::
     pve_conf_dir = "/etc/pve/qemu-server"     # <vmid>.conf, for the VM names
     libvirt_dir = "/var/log/swtpm/libvirt/qemu"  # <domain>-swtpm.log
 
-Other top-level tables (e.g. a future ``[[remote]]`` SSH host list) are
-accepted and ignored, so an older swtpm-extcap reads a newer file.  Inside
+``[[remote]]`` entries (SSH hosts) are read by
+:func:`swtpm_extcap.ssh_remotes.parse_remotes`, which documents their keys.
+Other top-level tables are accepted and ignored, so an older swtpm-extcap
+reads a newer file.  Inside
 ``[local]`` every key is checked: a wrong type or an unknown key is an error
 that names the file, the key and what is expected.
 
@@ -28,9 +30,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PROG, UserError
+
+if TYPE_CHECKING:
+    from .ssh_remotes import Remote
 
 ENV_VAR = "SWTPM_EXTCAP_CONFIG"
 APP_DIR = PROG  # ~/.config/swtpm-extcap
@@ -65,6 +70,8 @@ class Config:
     proxmox_dir: str = PROXMOX_DIR
     pve_conf_dir: str = PVE_CONF_DIR
     libvirt_dir: str = LIBVIRT_DIR
+    #: the [[remote]] SSH hosts (swtpm_extcap/ssh_remotes.py)
+    remotes: tuple[Remote, ...] = ()
     error: str | None = None
 
     def check(self) -> None:
@@ -179,7 +186,12 @@ def parse_config(data: bytes | str, source: Path, *, home: Path | None = None) -
         for key in ("proxmox_dir", "pve_conf_dir", "libvirt_dir")
         if key in local
     }
-    return Config(path=source, globs=globs, **folders)
+    remotes: tuple[Remote, ...] = ()
+    if "remote" in doc:
+        from .ssh_remotes import parse_remotes
+
+        remotes = parse_remotes(doc["remote"], source)
+    return Config(path=source, globs=globs, remotes=remotes, **folders)
 
 
 def _expand_home(text: str, home: Path | None) -> str:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -90,6 +90,7 @@ class Interface:
     vm_id: str  # Proxmox vmid, libvirt domain, glob key, or "demo"
     vm_name: str | None  # Proxmox name: line, libvirt domain, else None
     readable: bool
+    level: int | None = None  # its running swtpm's log level (loglevel.py); None: not known
 
     @property
     def path(self) -> Path:
@@ -147,6 +148,14 @@ def discover(
     out.extend(_name_all(list(globbed), taken))
     if globbed.cut is not None and notes is not None:
         notes.append(globbed.cut + f"; narrow the [local] globs in {config.path}")
+    if out:  # the level each running swtpm logs at, from its command line
+        from .loglevel import level_note, running_levels
+
+        levels = running_levels()
+        for i, iface in enumerate(out):
+            level = levels.get(os.path.normpath(iface.location.path))
+            if level is not None:
+                out[i] = replace(iface, level=level, display=iface.display + level_note(level))
 
     demo = demo_log_path()
     out.append(
@@ -180,6 +189,11 @@ def find_interface(
     for interface in interfaces:
         if interface.name == name:
             return interface
+    from .ssh_interfaces import find_remote_interface
+
+    remote = find_remote_interface(name, config)  # swtpm-<remote>-<vm> of a [[remote]] host
+    if remote is not None:
+        return remote
     listing = "refresh the interface list (Capture > Refresh Interfaces) to see the logs there are"
     vmid = re.fullmatch(r"swtpm-(\d+)", name)
     gone = _configured_path(name, config.globs)

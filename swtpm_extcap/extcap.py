@@ -183,12 +183,17 @@ def list_interfaces() -> list[str]:
     try:
         from .config import load_config
         from .discovery import discover
+        from .ssh_interfaces import remote_interface_lines
 
         config = load_config()
         broken = settings_error(config)
         if broken is not None:
             notes.insert(0, broken)  # listed as CONFIG_ERROR, below
         interfaces = [(i.name, i.display) for i in discover(config, notes=notes)]
+        # the [[remote]] hosts' VMs and swtpm-ssh, before the demo (always last)
+        demo = [n for n, (name, _) in enumerate(interfaces) if name == DEMO_NAME][:1]
+        at = demo[0] if demo else len(interfaces)
+        interfaces[at:at] = remote_interface_lines(config, notes)
     except Exception:  # noqa: BLE001 - the listing must never break Wireshark's start-up
         interfaces = []  # (no log file at listing time: Wireshark passes none)
     if not any(name == DEMO_NAME for name, _ in interfaces):
@@ -272,7 +277,15 @@ def _capture_interface(settings: CaptureSettings, fifo: Fifo, stop: threading.Ev
     log.info("%s %s: capture %s", PROG, __version__, settings)
     if settings.interface in (CONFIG_ERROR, LISTING_NOTE):
         raise _message_interface(settings.interface)
-    iface = find_interface(settings.interface, load_config())
+    if settings.ssh is not None:  # swtpm-ssh: the host and log come from its options
+        from .ssh_interfaces import ssh_interface
+
+        iface = ssh_interface(settings.ssh, settings.ssh_log)
+    else:
+        from .ssh_interfaces import check_level
+
+        iface = find_interface(settings.interface, load_config())
+        check_level(iface)  # a swtpm at level 1 logs no TPM traffic: say how to raise it
     label = str(iface.location)
     description = iface.display if label in iface.display else f"{iface.display}: {label}"
     try:

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, NoReturn, cast
+from typing import TYPE_CHECKING, Literal, NoReturn, cast
 
 from .capture_filter import parse_capture_filter
 from .demo import DEMO_NAME
 from .errors import PROG, UsageError
 
+if TYPE_CHECKING:
+    from .ssh import SSHParams
+
 Start = Literal["all", "new"]  # whole log then follow / only records written after the start
 Runs = Literal["all", "last"]  # every run / only the backlog's last run
 Mode = Literal["follow", "replay"]  # tail -F / stop at the end of the log
 #: the kinds of control Wireshark's options dialog has (extcap ``{type=...}``)
-OptionType = Literal["radio", "selector", "boolflag", "unsigned", "fileselect"]
+#: (string and password: swtpm-ssh's server and login fields, ssh_options.py)
+OptionType = Literal[
+    "radio", "selector", "boolflag", "unsigned", "fileselect", "string", "password"
+]
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,13 @@ DEMO_DEFAULTS = {"--mode": "replay", "--pace-ms": "50"}
 
 
 def options_for(interface: str) -> tuple[Option, ...]:
-    """The options of ``interface``: :data:`OPTIONS`, with the demo's own defaults."""
+    """The options of ``interface``: :data:`OPTIONS`, with the demo's own defaults
+    (``swtpm-ssh``: sshdump's server and login options first)."""
+    from .ssh_options import INTERFACE as SSH_INTERFACE
+    from .ssh_options import SSH_OPTIONS
+
+    if interface == SSH_INTERFACE:
+        return SSH_OPTIONS + OPTIONS
     if interface != DEMO_NAME:
         return OPTIONS
     return tuple(
@@ -194,6 +206,10 @@ class CaptureSettings:
     line_comments: bool = False  # "swtpm log line N: ..." on every frame
     codes: frozenset[int] | None = None  # capture filter: TPM command codes to keep
     filter_text: str = ""
+    #: swtpm-ssh: how to log in and the log's path there (its options; the password is
+    #: left out of the repr, so logging the settings shows no secret)
+    ssh: SSHParams | None = None
+    ssh_log: str = ""
 
 
 @dataclass(frozen=True)
@@ -234,7 +250,9 @@ def parse_request(argv: Sequence[str]) -> Request:
     p.add_argument("--extcap-capture-filter")
     p.add_argument("--capture", action="store_true")
     p.add_argument("--fifo", default="")
-    for o in OPTIONS:
+    from .ssh_options import SSH_OPTIONS
+
+    for o in OPTIONS + SSH_OPTIONS:
         if o.type == "boolflag":
             p.add_argument(o.call, action="store_true")
         else:
@@ -246,7 +264,7 @@ def parse_request(argv: Sequence[str]) -> Request:
         reload_option = args[at + 1] if at + 1 < len(args) else ""
         del args[at : at + 2]
     ns, _unknown = p.parse_known_args(args)
-    values = {o.call: getattr(ns, o.dest) for o in OPTIONS if o.type != "boolflag"}
+    values = {o.call: getattr(ns, o.dest) for o in OPTIONS + SSH_OPTIONS if o.type != "boolflag"}
     return Request(
         interfaces=ns.extcap_interfaces,
         dlts=ns.extcap_dlts,
@@ -274,7 +292,9 @@ def build_settings(req: Request) -> CaptureSettings:
     options = {o.call: o for o in options_for(req.interface)}
     chosen: dict[str, str] = {}
     for call, given in req.values.items():
-        o = options[call]
+        o = options.get(call)
+        if o is None:  # another interface's option (swtpm-ssh's server fields)
+            continue
         value = o.default if given is None else given
         if o.choices and value not in {c.value for c in o.choices}:
             allowed = ", ".join(c.value for c in o.choices)
@@ -298,6 +318,10 @@ def build_settings(req: Request) -> CaptureSettings:
         raise UsageError(
             f"--log-level {req.log_level!r} is not one of: {', '.join(LOG_LEVELS)}"
         )
+    from .ssh_options import INTERFACE as SSH_INTERFACE
+    from .ssh_options import ssh_target
+
+    ssh, ssh_log = ssh_target(req.values) if req.interface == SSH_INTERFACE else (None, "")
     return CaptureSettings(
         interface=req.interface,
         fifo=req.fifo,
@@ -309,4 +333,6 @@ def build_settings(req: Request) -> CaptureSettings:
         line_comments=req.line_comments,
         codes=codes,
         filter_text=(req.capture_filter or "").strip(),
+        ssh=ssh,
+        ssh_log=ssh_log,
     )

@@ -127,13 +127,14 @@ def test_unknown_tables_are_accepted(tmp_path: Path) -> None:
     f = write(
         tmp_path / "c.toml",
         '[local]\nglobs = ["/a/*.log"]\n\n'
-        '[[remote]]\nhost = "pve1.example.org"\nuser = "root"\nport = 22\n\n'
-        '[[remote]]\nhost = "pve2"\n\n'
+        '[[remote]]\nname = "pve1"\nhost = "pve1.example.org"\nuser = "root"\nport = 22\n\n'
+        '[[remote]]\nname = "pve2"\nhost = "pve2"\n\n'
         "[future.thing]\nanswer = 42\n",
     )
     cfg = load_config(f)
     assert cfg.error is None
     assert cfg.globs == ("/a/*.log",)
+    assert [r.name for r in cfg.remotes] == ["pve1", "pve2"]  # read by ssh_remotes.parse_remotes
 
 
 @pytest.mark.parametrize(

@@ -238,7 +238,7 @@ def test_interfaces_lists_each_log_and_the_demo(
     found = [_INTERFACE.fullmatch(line) for line in lines[1:]]
     assert all(found), lines
     names = [m.group(1) for m in found if m]
-    assert names == ["swtpm-db", "swtpm-web1", "swtpm-demo"]
+    assert names == ["swtpm-db", "swtpm-web1", "swtpm-ssh", "swtpm-demo"]
     displays = {m.group(1): m.group(2) for m in found if m}
     assert "web1" in displays["swtpm-web1"]
 
@@ -260,7 +260,7 @@ def test_interfaces_without_vms_tolerates_unknown_args(
     assert err == ""
     lines = out.splitlines()
     assert _EXTCAP.fullmatch(lines[0])
-    assert [_INTERFACE.fullmatch(x).group(1) for x in lines[1:]] == ["swtpm-demo"]  # type: ignore[union-attr]
+    assert [_INTERFACE.fullmatch(x).group(1) for x in lines[1:]] == ["swtpm-ssh", "swtpm-demo"]  # type: ignore[union-attr]
 
 
 def test_interfaces_with_a_broken_config_file_still_list_quietly(
@@ -285,7 +285,7 @@ def test_interfaces_with_50_vms(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "swtpm_extcap", "--extcap-interfaces", "--extcap-version=4.0"]
     proc = subprocess.run(cmd, env=env, capture_output=True, timeout=DEADLINE_S)
     assert proc.returncode == 0 and proc.stderr == b""
-    assert proc.stdout.count(b"\ninterface {value=") == 51
+    assert proc.stdout.count(b"\ninterface {value=") == 52  # 50 VMs, swtpm-ssh, the demo
 
 
 # ------------------------------------------------------ --extcap-dlts / --config
@@ -707,7 +707,7 @@ def test_a_log_name_that_is_not_utf8_is_listed_and_captured(tmp_path: Path, io: 
     assert (proc.returncode, proc.stderr) == (0, b"")
     lines = proc.stdout.decode("utf-8").splitlines()
     assert lines[1] == "interface {value=swtpm-caf}{display=SWTPM libvirt caf\\xff}"
-    assert lines[2].startswith("interface {value=swtpm-demo}")
+    assert lines[3].startswith("interface {value=swtpm-demo}")
     fifo = make_fifo(tmp_path)
     reader = FifoReader(fifo)
     cap = subprocess.run(
@@ -754,7 +754,7 @@ def test_listing_survives_a_settings_file_that_is_no_file(tmp_path: Path, what: 
                           capture_output=True, env=extcap_env(cfg), timeout=DEADLINE_S)
     assert time.monotonic() - began < 5.0
     assert (proc.returncode, proc.stderr) == (0, b"")
-    assert proc.stdout.decode().splitlines()[1].startswith("interface {value=swtpm-demo}")
+    assert proc.stdout.decode().splitlines()[-1].startswith("interface {value=swtpm-demo}")
 
 
 def test_a_glob_over_the_whole_tree_is_bounded_and_says_so(tmp_path: Path) -> None:

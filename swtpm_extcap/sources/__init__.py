@@ -9,10 +9,11 @@ here: discovery uses :class:`LogLocation` while listing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..ssh import SSHParams
     from .base import Source
 
 __all__ = ["LogLocation", "open_source"]
@@ -26,6 +27,8 @@ class LogLocation:
     path: str
     #: None: this machine; else the SSH destination that holds the log (``[user@]host``)
     host: str | None = None
+    #: how to log in to ``host`` (port, user, key, password, sudo); None: as ~/.ssh/config says
+    ssh: SSHParams | None = field(default=None, compare=False)
 
     @property
     def is_local(self) -> bool:
@@ -42,7 +45,7 @@ def open_source(location: LogLocation) -> Source:
         from .local import LocalFile
 
         return LocalFile(location.path)
-    # the remote branch: a log on an SSH host (swtpm_extcap/sources/ssh.py)
-    from ..errors import UserError
+    from ..ssh import SSHParams
+    from .ssh import SSHSource
 
-    raise UserError(f"{location}: logs on other hosts are not supported yet")
+    return SSHSource(location.ssh or SSHParams(str(location.host)), location.path)

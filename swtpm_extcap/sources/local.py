@@ -101,7 +101,9 @@ def permission_hint(path: str) -> str:
         f" grant read access (setfacl -m u:{user}:r {quote(path)};"
         " redo it whenever the file is created anew, e.g. after a host reboot),"
         f" or stream it as root: sudo tail -c +1 -F {quote(path)}"
-        f" | {quote(sys.executable)} -m swtpm_extcap convert - -o - | wireshark -k -i -"
+        f" | {quote(sys.executable)} -m swtpm_extcap convert - -o - | wireshark -k -i -,"
+        " or read it through passwordless sudo over SSH: interface swtpm-ssh with host"
+        " localhost and 'Read the log as root' = sudo (or a [[remote]] entry, see the README)"
     )
 
 

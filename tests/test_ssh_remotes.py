@@ -1,0 +1,191 @@
+"""[[remote]] settings, remote discovery on a real sshd, log levels, the listing cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import realtpm
+from sshd import HOST, SshEnv, ssh_env  # noqa: F401  (fixture)
+
+from swtpm_extcap.config import ConfigError
+from swtpm_extcap.loglevel import level_hint, level_note, parse_log_option, running_levels
+from swtpm_extcap.sources.ssh import SSHSource
+from swtpm_extcap.ssh_remotes import (
+    Remote,
+    find_remote_vm,
+    list_remote_vms,
+    load_remotes,
+    parse_remotes,
+)
+
+
+def test_parse_remotes_reads_the_issue_example(tmp_path: Path) -> None:
+    conf = tmp_path / "config.toml"
+    conf.write_text(
+        '[local]\nglobs = []\n\n[[remote]]\nname = "pve1"\nhost = "pve1.lan"\nport = 22\n'
+        'user = "root"\npriv = "sudo"\nnodes = { pve2 = "10.0.0.2" }\n'
+    )
+    (remote,) = load_remotes(conf)
+    assert remote == Remote(name="pve1", host="pve1.lan", port=22, user="root", priv="sudo",
+                            nodes=(("pve2", "10.0.0.2"),))
+    assert remote.params("pve2").host == "10.0.0.2"
+    assert remote.params("pve3").host == "pve3"  # default: the node name itself
+    assert remote.params().priv == "sudo"
+
+
+@pytest.mark.parametrize(
+    "entry, fragment",
+    [
+        ({"host": "h"}, "name must be"),
+        ({"name": "a b", "host": "h"}, "name 'a b' must be"),
+        ({"name": "a"}, "host must be"),
+        ({"name": "a", "host": "h", "port": "22"}, "port must be"),
+        ({"name": "a", "host": "h", "priv": "su"}, "priv must be"),
+        ({"name": "a", "host": "h", "globs": ["rel/*.log"]}, "globs must be"),
+        ({"name": "a", "host": "h", "colour": 1}, "unknown key colour"),
+        ({"name": "a", "host": "-oProxyCommand=x"}, "give a host name"),
+    ],
+)
+def test_parse_remotes_errors_name_the_key(entry: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment) as info:
+        parse_remotes([entry], "cfg.toml")
+    assert str(info.value).startswith("config file cfg.toml: remote[0]")
+
+
+def test_parse_remotes_rejects_twice_the_same_name() -> None:
+    with pytest.raises(ConfigError, match="used twice"):
+        parse_remotes([{"name": "a", "host": "h"}, {"name": "a", "host": "g"}], "c")
+
+
+def test_log_option_and_level_texts() -> None:
+    assert parse_log_option("file=/run/qemu-server/103-swtpm.log,level=1,prefix=[id=1] ") == (
+        "/run/qemu-server/103-swtpm.log", 1)
+    assert parse_log_option("file=/x.log") == ("/x.log", 1)  # no level: swtpm logs no traffic
+    assert parse_log_option("fd=3,level=20") == (None, 20)
+    assert level_note(1) == " (level 1: no TPM traffic logged)"
+    assert level_note(2) == level_note(None) == ""
+    hint = level_hint("proxmox", 1, "pve1")
+    assert "\n" not in hint and "level 2 is enough" in hint and "QemuServer.pm" in hint
+
+
+@pytest.fixture
+def home(ssh_env: SshEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A $HOME whose ~/.ssh/config and known_hosts reach the test sshd as "testhost"."""
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "config").write_text(
+        f"Host testhost\n  HostName {HOST}\n  Port {ssh_env.sshd.port}\n  User root\n"
+        f"  IdentityFile {ssh_env.key}\n"
+    )
+    (ssh / "known_hosts").write_text(ssh_env.sshd.known_hosts_line)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def host_tree(ssh_env: SshEnv) -> Iterator[Path]:
+    """A Proxmox node (in a cluster) and libvirt host laid out on the "remote" side."""
+    root = ssh_env.share / f"tree-{os.getpid()}-{time.monotonic_ns()}"
+    (root / "run").mkdir(parents=True)
+    (root / "pve" / "nodes" / "pve1" / "qemu-server").mkdir(parents=True)
+    (root / "pve" / "nodes" / "pve2" / "qemu-server").mkdir(parents=True)
+    os.symlink("nodes/pve1/qemu-server", root / "pve" / "qemu-server")
+    os.symlink("nodes/pve1", root / "pve" / "local")
+    (root / "libvirt").mkdir()
+    (root / "run" / "103-swtpm.log").write_bytes(b"")
+    conf = root / "pve" / "nodes" / "pve1" / "qemu-server"
+    (conf / "103.conf").write_text("boot: order=scsi0\nname: web01\ntpmstate0: x\n[snap]\nname: old\n")
+    (root / "pve" / "nodes" / "pve2" / "qemu-server" / "200.conf").write_text(
+        "name: db-$(touch PWNED)\ntpmstate0: local-lvm:vm-200-disk-1\n")
+    (root / "pve" / "nodes" / "pve2" / "qemu-server" / "201.conf").write_text("name: no-tpm\n")
+    (root / "libvirt" / "dom one-swtpm.log").write_bytes(b"")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _remote(tree: Path, **kw: object) -> Remote:
+    fields: dict[str, object] = {
+        "name": "lab", "host": "testhost", "proxmox_dir": str(tree / "run"),
+        "pve_dir": str(tree / "pve"), "libvirt_dir": str(tree / "libvirt"),
+    }
+    fields.update(kw)
+    return Remote(**fields)  # type: ignore[arg-type]
+
+
+def test_remote_discovery_finds_proxmox_cluster_libvirt_globs_and_levels(
+    home: Path, host_tree: Path, tmp_path: Path
+) -> None:
+    missing = realtpm.missing_tools("swtpm")
+    if missing:
+        import conftest
+
+        conftest.missing_tool(f"missing {missing}")
+    quiet = realtpm.start_swtpm(host_tree / "tpm-quiet", level=1)
+    loud = realtpm.start_swtpm(host_tree / "tpm-loud", level=20)
+    try:
+        remote = _remote(host_tree, globs=[str(host_tree / "tpm-*" / "swtpm.log")])
+        vms = {vm.interface: vm for vm in list_remote_vms([remote], cache=tmp_path / "cache")}
+        # the same levels, found locally from /proc
+        local = running_levels()
+        assert local[str(quiet.log_path)] == 1 and local[str(loud.log_path)] == 20
+    finally:
+        quiet.stop()
+        loud.stop()
+    assert sorted(vms) == ["swtpm-lab-103", "swtpm-lab-200", "swtpm-lab-dom_one", "swtpm-lab-loud",
+                           "swtpm-lab-quiet"]
+    assert vms["swtpm-lab-103"].display == "SWTPM lab VM 103 (web01)"
+    assert vms["swtpm-lab-103"].path == str(host_tree / "run" / "103-swtpm.log")
+    db = vms["swtpm-lab-200"]
+    assert db.node == "pve2" and db.display == "SWTPM lab VM 200 (db-$(touch PWNED)) on node pve2"
+    assert vms["swtpm-lab-dom_one"].vm_name == "dom one"
+    assert vms["swtpm-lab-quiet"].level == 1
+    assert vms["swtpm-lab-quiet"].display.endswith("(level 1: no TPM traffic logged)")
+    assert vms["swtpm-lab-loud"].level == 20 and "level" not in vms["swtpm-lab-loud"].display
+    assert not any(p.name == "PWNED" for p in host_tree.rglob("*"))
+
+
+def test_listing_with_an_unreachable_host_is_quick_quiet_and_cached(
+    home: Path, host_tree: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    good = _remote(host_tree)
+    down = Remote(name="down", host="127.0.0.77", port=9)  # nothing listens there
+    cache = tmp_path / "cache"
+    t0 = time.monotonic()
+    vms = list_remote_vms([good, down], cache=cache)
+    elapsed = time.monotonic() - t0
+    assert {vm.interface for vm in vms} >= {"swtpm-lab-103", "swtpm-lab-200"}
+    assert elapsed < 10  # bounded (the figure is in bench/bench_ssh.py)
+    assert capfd.readouterr() == ("", "")
+    # within the cache's lifetime the host is not asked again: a removed log stays listed
+    (host_tree / "run" / "103-swtpm.log").unlink()
+    again = list_remote_vms([good, down], cache=cache)
+    assert "swtpm-lab-103" in {vm.interface for vm in again}
+    later = list_remote_vms([good, down], cache=cache, now=time.time() + 3600)
+    assert "swtpm-lab-103" not in {vm.interface for vm in later}
+    assert capfd.readouterr() == ("", "")
+
+
+def test_capture_of_a_remote_interface_reads_its_log(home: Path, host_tree: Path,
+                                                     tmp_path: Path) -> None:
+    log = host_tree / "run" / "103-swtpm.log"
+    log.write_bytes(b"[id=1] SWTPM_IO_Read: length 10\n")
+    remote = _remote(host_tree)
+    found = find_remote_vm("swtpm-lab-103", [remote], cache=tmp_path / "cache")
+    assert found is not None
+    owner, vm = found
+    assert owner == remote and vm.path == str(log)
+    source = SSHSource(owner.params(vm.node), vm.path)
+    assert b"".join(source.read(threading.Event())) == log.read_bytes()
+    assert find_remote_vm("swtpm-other-1", [remote], cache=tmp_path / "cache") is None
+    from swtpm_extcap.errors import UserError
+
+    with pytest.raises(UserError, match="no such VM log"):
+        find_remote_vm("swtpm-lab-999", [remote], cache=tmp_path / "cache")
