@@ -189,6 +189,12 @@ if ! PIP_OUT=$("$PY" -m pip install --no-index --no-deps --force-reinstall --qui
     printf '%s\n' "$PIP_OUT" >&2
     die "pip install of ${WHEELS[0]##*/} into $VENV failed (output above)"
 fi
+# the runtime dependencies (asyncssh, bcrypt: remote capture over SSH) come from PyPI;
+# without them every local capture still works, so an offline install goes on
+if ! DEP_OUT=$("$PY" -m pip install --quiet --disable-pip-version-check "${WHEELS[0]}" 2>&1); then
+    say "could not install the SSH dependencies (offline?): local logs work; for remote capture run: $PY -m pip install 'asyncssh>=2.14' 'bcrypt>=4'"
+    [ -z "$DEP_OUT" ] || printf '%s\n' "$DEP_OUT" | tail -n 2 >&2
+fi
 "$PY" -c 'import swtpm_extcap.cli' || die "installed, but '$PY' cannot import swtpm_extcap.cli"
 say "installed swtpm-extcap $("$PY" -c 'import swtpm_extcap; print(swtpm_extcap.__version__)') from $SRC into $VENV"
 

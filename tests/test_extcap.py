@@ -754,7 +754,9 @@ def test_listing_survives_a_settings_file_that_is_no_file(tmp_path: Path, what: 
                           capture_output=True, env=extcap_env(cfg), timeout=DEADLINE_S)
     assert time.monotonic() - began < 5.0
     assert (proc.returncode, proc.stderr) == (0, b"")
-    assert proc.stdout.decode().splitlines()[-1].startswith("interface {value=swtpm-demo}")
+    lines = proc.stdout.decode().splitlines()
+    assert any(line.startswith("interface {value=swtpm-demo}") for line in lines)
+    assert lines[-1].startswith("interface {value=swtpm-config-error}{display=SWTPM settings error:")
 
 
 def test_a_glob_over_the_whole_tree_is_bounded_and_says_so(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def test_a_broken_settings_file_is_a_listed_interface_that_says_why(
         user = tuple(without_dac_override())
     env = extcap_env(cfg)
     shown = listing(env, user)
-    assert list(shown) == ["swtpm-demo", "swtpm-config-error"]
+    assert list(shown) == ["swtpm-ssh", "swtpm-demo", "swtpm-config-error"]
     display = shown["swtpm-config-error"]
     assert display.startswith(expected), display
     assert "config file" not in display  # "<file>: <what>", once
@@ -173,12 +173,13 @@ def test_tshark_lists_the_settings_error_in_the_users_home(tmp_path: Path) -> No
     cfg.parent.mkdir(parents=True)
     cfg.write_text(f'[local]\nglobs = ["{tmp_path}/vms/*/swtpm.log"\n')
     shown = tshark_interfaces(env)
-    assert set(shown) == {"swtpm-demo", "swtpm-config-error"}
+    assert set(shown) == {"swtpm-ssh", "swtpm-demo", "swtpm-config-error"}
     assert shown["swtpm-config-error"].startswith(f"SWTPM settings error: {cfg} is not valid TOML")
 
     cfg.write_text(f'[local]\nglobs = ["{tmp_path}/vms/*/swtpm.log"]\n')
     assert tshark_interfaces(env) == {
         "swtpm-web1": "SWTPM web1 (glob)",
+        "swtpm-ssh": "SWTPM log over SSH (host and log set in the interface options)",
         "swtpm-demo": "SWTPM demo (bundled log of two VM boots)",
     }
 
@@ -253,6 +254,7 @@ def test_display_names_are_short_and_the_path_goes_into_the_pcapng(tmp_path: Pat
         "swtpm-103": "SWTPM VM 103 (db?main)",
         "swtpm-fedora39": "SWTPM libvirt fedora39",
         "swtpm-web1": "SWTPM web1 (glob)",
+        "swtpm-ssh": "SWTPM log over SSH (host and log set in the interface options)",
         "swtpm-demo": "SWTPM demo (bundled log of two VM boots)",
     }
     assert not any("/" in display for display in shown.values())

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import missing_tool
 
 from swtpm_extcap.errors import UserError
 from swtpm_extcap.install import (
@@ -475,8 +476,9 @@ def test_help_and_unknown_option() -> None:
     assert bad.returncode != 0 and "unknown option: --frobnicate" in bad.stderr
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
 def test_install_sh_is_shellcheck_clean() -> None:
+    if shutil.which("shellcheck") is None:
+        missing_tool("needs shellcheck (apt install shellcheck)")
     proc = subprocess.run(["shellcheck", str(INSTALL_SH)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
