@@ -134,9 +134,8 @@ class Capture:
     """One capture: chunks in, frames out through the Pipeline.
 
     The selection works on parser events, between parser and framer, so this
-    drives the Pipeline's parts itself (``parser.feed``, then
-    ``Pipeline.emit`` for the framer, writer and summary) instead of
-    ``Pipeline.feed(bytes)``.
+    uses ``Pipeline.parse`` and ``Pipeline.write`` (framer, writer, summary)
+    instead of ``Pipeline.feed(bytes)``.
     """
 
     def __init__(
@@ -159,7 +158,7 @@ class Capture:
 
     def stream(self, chunks: Iterable[Chunk]) -> None:
         """Feed every chunk; returns at the end of the input or when ``stop`` is set."""
-        feed = self.pipe.parser.feed
+        feed = self.pipe.parse
         select = self.select
         for chunk in chunks:
             if isinstance(chunk, Notice):
@@ -180,7 +179,7 @@ class Capture:
         self.backlog_frames = self.pipe.summary.frames
         self.log.info(
             "backlog read: %d frames from %d lines%s",
-            self.backlog_frames, self.pipe.parser.lines,
+            self.backlog_frames, self.pipe.lines,
             "" if self.settings.mode == "replay" else "; new records get the wall clock",
         )
 
@@ -190,12 +189,12 @@ class Capture:
             return
         pipe = self.pipe
         if not (self.pace_s and self.in_backlog):
-            pipe.emit(events, now)
+            pipe.write(events, now)
             return
         wait = self.stop.wait
         pace = self.pace_s
         for ev in events:
-            if pipe.emit([ev], now) and type(ev) is Record and wait(pace):
+            if pipe.write([ev], now) and type(ev) is Record and wait(pace):
                 return
 
     def finish(self, *, at_end: bool) -> None:
@@ -210,7 +209,7 @@ class Capture:
                 self.in_backlog = False
         now = None if self.settings.mode == "replay" else now_us()
         if at_end:
-            pipe.emit(self.select.live(pipe.parser.close()), now)
+            pipe.write(self.select.live(pipe.parse_end()), now)
         pipe.close_conversations(now)
 
 

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from . import __version__
 from .frames import Framer
-from .logparse import Defect, DefectKind, Kind, LogParser, Record, RunStart
+from .logparse import Defect, DefectKind, Event, Kind, LogParser, Record, RunStart
 from .pcapng import PcapngWriter
 
 APPLICATION = f"swtpm-extcap {__version__}"
@@ -91,16 +91,23 @@ class Pipeline:
         live: bool = False,
         comment: str = "",
         line_comments: bool = True,
+        pcr_notes: bool = True,
     ) -> None:
-        # the PCR replay (pcrnotes.py) sees every parser event, also those a capture
-        # filter drops, and adds its `pcr: ...` lines to the frame comments
-        from .pcrnotes import AnnotatingFramer, ReplayingParser
+        self._parser: LogParser
+        self._framer: Framer
+        if pcr_notes:
+            # the PCR replay (pcrnotes.py) sees every parser event, also those a capture
+            # filter drops, and adds its `pcr: ...` lines to the frame comments
+            from .pcrnotes import AnnotatingFramer, ReplayingParser
 
-        self.parser = parser = ReplayingParser()
-        self.framer = AnnotatingFramer(
-            parser, start_us=start_us, ctrl=ctrl, line_comments=line_comments
-        )
-        self.writer = PcapngWriter(
+            self._parser = parser = ReplayingParser()
+            self._framer = AnnotatingFramer(
+                parser, start_us=start_us, ctrl=ctrl, line_comments=line_comments
+            )
+        else:  # the plain parser and framer (what the notes cost: bench/bench_pcrs.py)
+            self._parser = LogParser()
+            self._framer = Framer(start_us=start_us, ctrl=ctrl, line_comments=line_comments)
+        self._writer = PcapngWriter(
             out,
             name=name,
             description=description,
@@ -110,26 +117,41 @@ class Pipeline:
         )
         self.summary = Summary()
 
+    @property
+    def lines(self) -> int:
+        """Complete log lines parsed so far."""
+        return self._parser.lines
+
+    def parse(self, data: bytes) -> list[Event]:
+        """Parse a chunk; the events are written by :meth:`write` (a caller may select
+        among them first, as the capture does)."""
+        return self._parser.feed(data)
+
+    def parse_end(self) -> list[Event]:
+        """End of input: the events of a held-back line or record."""
+        events = self._parser.close()
+        self.summary.lines = self._parser.lines  # also when the input held no event at all
+        self.summary.skipped_lines = self._parser.skipped_lines
+        return events
+
     def feed(self, data: bytes, now_us: int | None = None) -> int:
         """Parse a chunk and write its frames; returns the number of frames written."""
-        return self.emit(self.parser.feed(data), now_us)
+        return self.write(self._parser.feed(data), now_us)
 
     def close(self, now_us: int | None = None) -> Summary:
         """End of input: flush a held-back line or record, close the TCP conversations."""
-        self.emit(self.parser.close(), now_us)
-        self.summary.lines = self.parser.lines  # also when the input held no event at all
-        self.summary.skipped_lines = self.parser.skipped_lines
+        self.write(self.parse_end(), now_us)
         return self.close_conversations(now_us)
 
     def close_conversations(self, now_us: int | None = None) -> Summary:
         """Close the open TCP conversations (FIN exchange) and flush the output."""
-        frames = self.framer.close(now_us, self.parser.lines)
-        self.writer.write_many(frames)
+        frames = self._framer.close(now_us, self._parser.lines)
+        self._writer.write_many(frames)
         self.summary.frames += len(frames)
-        self.writer.flush()
+        self._writer.flush()
         return self.summary
 
-    def emit(self, events: list[Record | RunStart | Defect], now_us: int | None) -> int:
+    def write(self, events: list[Event], now_us: int | None) -> int:
         """Count, frame and write parser events (a caller may filter them first)."""
         if not events:
             return 0
@@ -144,9 +166,9 @@ class Pipeline:
                 summary.runs += 1
             else:
                 summary.add_defects([event])  # type: ignore[list-item]
-        frames = self.framer.frame_events(events, now_us)
-        self.writer.write_many(frames)
+        frames = self._framer.frame_events(events, now_us)
+        self._writer.write_many(frames)
         summary.frames += len(frames)
-        summary.lines = self.parser.lines
-        summary.skipped_lines = self.parser.skipped_lines
+        summary.lines = self._parser.lines
+        summary.skipped_lines = self._parser.skipped_lines
         return len(frames)

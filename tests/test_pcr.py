@@ -175,14 +175,14 @@ def test_the_replay_sees_records_a_capture_leaves_out(corpus: Path, tmp_path: Pa
         pipe = Pipeline(f, name="t", description="t")
         keep = False
         for start in range(0, len(log.data), 4096):
-            events = pipe.parser.feed(log.data[start : start + 4096])
+            events = pipe.parse(log.data[start : start + 4096])
             picked = []
             for ev in events:
                 if type(ev) is Record and ev.kind is Kind.TPM_COMMAND:
                     keep = ev.data[6:10] == CC_PCR_READ.to_bytes(4, "big")
                 if type(ev) is not Record or (ev.kind.is_tpm and keep):
                     picked.append(ev)
-            pipe.emit(picked, None)
+            pipe.write(picked, None)
         pipe.close()
     frames = read_frames(out, display_filter='frame.comment contains "pcr:"')
     assert len(frames) == _successful(log, CC_PCR_READ)
@@ -269,8 +269,8 @@ def test_a_note_goes_on_the_record_not_on_a_handshake_for_the_same_line(corpus: 
     with open(out, "wb") as f:
         pipe = Pipeline(f, name="t", description="t")
         for last in (False, True):  # each batch is framed before the next is parsed
-            events = pipe.parser.close() if last else pipe.parser.feed(log.data)
-            pipe.emit([ev for ev in events if type(ev) is not Record or ev.kind is Kind.TPM_RESPONSE], None)
+            events = pipe.parse_end() if last else pipe.parse(log.data)
+            pipe.write([ev for ev in events if type(ev) is not Record or ev.kind is Kind.TPM_RESPONSE], None)
         pipe.close_conversations()
     frames = read_frames(out, display_filter='frame.comment contains "pcr:"')
     assert sum("pcr: startup clear" in f.comment for f in frames) == 2  # each run's first response
