@@ -42,7 +42,8 @@ from collections.abc import Iterable
 
 from .frames import HEADERS_SIZE, Frame, Framer
 from .logparse import Event, LogParser, Record
-from .pcr import Check, Outcome, Read, Replayer, Startup, Step
+from .pcr import Replayer
+from .pcrtypes import Check, Outcome, Read, Startup, Step
 
 
 def note_lines(outcomes: Iterable[Outcome]) -> dict[int, list[str]]:

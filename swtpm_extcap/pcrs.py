@@ -29,7 +29,8 @@ from typing import BinaryIO, TextIO
 
 from .errors import UsageError, UserError
 from .logparse import Event, LogParser, RunStart
-from .pcr import PCR_COUNT, Check, Outcome, Read, Replayer, RunState, Startup, Step, bank_name
+from .pcr import Replayer
+from .pcrtypes import PCR_COUNT, Check, Outcome, Read, RunState, Startup, Step, bank_name
 
 CHUNK = 1 << 20
 

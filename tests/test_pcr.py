@@ -19,7 +19,8 @@ from conftest import (
     write_pcapng,
 )
 from swtpm_extcap.logparse import Kind, Record, parse_bytes
-from swtpm_extcap.pcr import CC_PCR_EXTEND, CC_PCR_READ, Check, Replayer, Step
+from swtpm_extcap.pcr import Replayer
+from swtpm_extcap.pcrtypes import CC_PCR_EXTEND, CC_PCR_READ, Check, Step
 from swtpm_extcap.pcrnotes import ReplayingParser
 from swtpm_extcap.pipeline import Pipeline
 
