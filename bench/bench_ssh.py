@@ -41,7 +41,8 @@ from swtpm_extcap.sources.base import Notice  # noqa: E402
 from swtpm_extcap.sources.local import LocalFile  # noqa: E402
 from swtpm_extcap.sources.ssh import SSHSource  # noqa: E402
 from swtpm_extcap.ssh import SSHParams  # noqa: E402
-from swtpm_extcap.ssh_remotes import Remote, list_remote_vms  # noqa: E402
+from swtpm_extcap.remotes import Remote
+from swtpm_extcap.ssh_remotes import list_remote_vms  # noqa: E402
 
 
 class NullSink:

@@ -10,7 +10,7 @@ Schema (TOML)::
     libvirt_dir = "/var/log/swtpm/libvirt/qemu"  # <domain>-swtpm.log
 
 ``[[remote]]`` entries (SSH hosts) are read by
-:func:`swtpm_extcap.ssh_remotes.parse_remotes`, which documents their keys.
+:func:`swtpm_extcap.remotes.parse_remotes`, which documents their keys.
 Other top-level tables are accepted and ignored, so an older swtpm-extcap
 reads a newer file.  Inside
 ``[local]`` every key is checked: a wrong type or an unknown key is an error
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import PROG, UserError
 
 if TYPE_CHECKING:
-    from .ssh_remotes import Remote
+    from .remotes import Remote
 
 ENV_VAR = "SWTPM_EXTCAP_CONFIG"
 APP_DIR = PROG  # ~/.config/swtpm-extcap
@@ -188,7 +188,7 @@ def parse_config(data: bytes | str, source: Path, *, home: Path | None = None) -
     }
     remotes: tuple[Remote, ...] = ()
     if "remote" in doc:
-        from .ssh_remotes import parse_remotes
+        from .remotes import parse_remotes
 
         remotes = parse_remotes(doc["remote"], source)
     return Config(path=source, globs=globs, remotes=remotes, **folders)

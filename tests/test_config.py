@@ -134,7 +134,7 @@ def test_unknown_tables_are_accepted(tmp_path: Path) -> None:
     cfg = load_config(f)
     assert cfg.error is None
     assert cfg.globs == ("/a/*.log",)
-    assert [r.name for r in cfg.remotes] == ["pve1", "pve2"]  # read by ssh_remotes.parse_remotes
+    assert [r.name for r in cfg.remotes] == ["pve1", "pve2"]  # read by remotes.parse_remotes
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,8 @@ from sshd import HOST, SshEnv, ssh_env  # noqa: F401  (fixture)
 from swtpm_extcap.config import ConfigError
 from swtpm_extcap.loglevel import level_hint, level_note, parse_log_option, running_levels
 from swtpm_extcap.sources.ssh import SSHSource
-from swtpm_extcap.ssh_remotes import (
-    Remote,
-    find_remote_vm,
-    list_remote_vms,
-    load_remotes,
-    parse_remotes,
-)
+from swtpm_extcap.remotes import Remote, load_remotes, parse_remotes
+from swtpm_extcap.ssh_remotes import find_remote_vm, list_remote_vms
 
 
 def test_parse_remotes_reads_the_issue_example(tmp_path: Path) -> None:
