@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import corpus_log_paths, load_corpus_log
+from fuzzlog import parse_reference as parse_by_lines  # the line-path reference, shared
 from swtpm_extcap.logparse import Defect, Event, LogParser, Record, RunStart
 
 LOG_PATHS = corpus_log_paths()
@@ -307,21 +308,6 @@ def test_pool_has_real_foreign_lines() -> None:
 
 
 # ------------------------------------- the fast path takes exactly what the line path takes
-
-
-def split_lines(data: bytes) -> list[str]:
-    """``data``'s lines as the parser cuts them (at LF, CRLF or CR), without their ends."""
-    norm = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("latin-1")
-    lines = norm.split("\n")
-    if norm.endswith("\n"):
-        lines.pop()
-    return lines if norm else []
-
-
-def parse_by_lines(data: bytes) -> list[Event]:
-    """The reference: every line through the line-by-line state machine."""
-    parser = LogParser()
-    return parser.feed_lines(split_lines(data)) + parser.close()
 
 
 @st.composite
