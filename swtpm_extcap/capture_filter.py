@@ -46,19 +46,20 @@ FILTER_HELP = (
 )
 
 
+def _tpm2_commands() -> list[tuple[int, str]]:
+    """The table as (command code, name without prefix) pairs."""
+    words = _TPM2_CC.split()
+    return [(int(code, 16), name) for code, name in zip(words[::2], words[1::2])]
+
+
 def tpm2_command_codes() -> dict[str, int]:
     """Lower-case command name (no prefix) -> TPM 2.0 command code."""
-    words = _TPM2_CC.split()
-    return {name.lower(): int(code, 16) for code, name in zip(words[::2], words[1::2])}
+    return {name.lower(): code for code, name in _tpm2_commands()}
 
 
 def tpm2_command_name(code: int) -> str | None:
     """``TPM2_CC_Unseal`` for 0x15e; None for a code not in the table."""
-    words = _TPM2_CC.split()
-    for hexcode, name in zip(words[::2], words[1::2]):
-        if int(hexcode, 16) == code:
-            return f"TPM2_CC_{name}"
-    return None
+    return next((f"TPM2_CC_{name}" for cc, name in _tpm2_commands() if cc == code), None)
 
 
 def parse_capture_filter(text: str) -> frozenset[int] | None:

@@ -127,8 +127,13 @@ CTRL_NAMES = {1: "CMD_GET_CAPABILITY", 2: "CMD_INIT", 3: "CMD_SHUTDOWN",
               0x12: "CMD_GET_INFO", 0x13: "CMD_LOCK_STORAGE"}
 
 
+def _rows_on(port: str, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The data frames to or from TCP ``port`` (2321: TPM, 2323: control channel)."""
+    return [r for r in rows if r["tcp.payload"] and port in (r["tcp.srcport"], r["tcp.dstport"])]
+
+
 def _ctrl_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [r for r in rows if r["tcp.payload"] and "2323" in (r["tcp.srcport"], r["tcp.dstport"])]
+    return _rows_on("2323", rows)
 
 
 def test_control_frames_decode_and_match_the_log(
@@ -229,7 +234,7 @@ TPM = BASE + ["tpm.req.cc", "tpm.resp.rc", "tpm12.ordinal", "swtpm.cc", "swtpm.r
 
 
 def _tpm_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    return [r for r in rows if r["tcp.payload"] and "2321" in (r["tcp.srcport"], r["tcp.dstport"])]
+    return _rows_on("2321", rows)
 
 
 def test_every_response_carries_its_command(
