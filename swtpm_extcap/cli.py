@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
-from .errors import PROG, UsageError, UserError, error_line, reason, say, silence_stdout
+from .errors import (
+    PROG,
+    UsageError,
+    UserError,
+    error_line,
+    reason,
+    route_warnings,
+    say,
+    silence_stdout,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -102,6 +111,7 @@ def is_extcap_call(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    route_warnings()  # stderr carries our one error line and nothing else
     if is_extcap_call(args):
         stop = None
         if "--capture" in args:  # before any other import: a stop at once is a clean stop

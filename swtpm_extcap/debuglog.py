@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from .errors import UsageError, reason
+from .errors import LOGGER, UsageError, reason
 from .options import LOG_LEVELS
-
-#: the package's logger: every module logs below it
-LOGGER = "swtpm_extcap"
 
 class QuietFileHandler(logging.FileHandler):
     """A file handler that goes quiet at its first write error."""

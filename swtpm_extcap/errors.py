@@ -6,6 +6,8 @@ import os
 import sys
 
 PROG = "swtpm-extcap"
+#: the package's logger: every module logs below it (``--log-file`` writes it out)
+LOGGER = "swtpm_extcap"
 
 
 class UserError(Exception):
@@ -76,3 +78,30 @@ def silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def route_warnings() -> None:
+    """Python warnings (a dependency's ``DeprecationWarning`` at import, say) go to the
+    debug log, never to stderr: Wireshark shows whatever an extcap writes there as an
+    error dialog, and cuts it short, so the one line that matters would be lost."""
+    import warnings
+
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    import logging
+
+    base = logging.getLogger(LOGGER)
+    if not base.handlers:  # else logging's "last resort" would print it on stderr
+        base.addHandler(logging.NullHandler())
+    logging.getLogger(LOGGER + ".warnings").info(
+        "%s:%s: %s: %s", filename, lineno, category.__name__, message
+    )
