@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 LAUNCHER = "swtpm-extcap"
 PLUGIN = "swtpm.lua"
+#: the plugin's parts: swtpm.lua loads them from the folder of this name next to it
+PLUGIN_PARTS = "swtpm"
 PROFILE = "SWTPM"
 #: the profile's files, shipped in swtpm_extcap/wireshark/profile/
 PROFILE_FILES = ("preferences", "colorfilters")
@@ -351,9 +353,29 @@ def shipped(name: str) -> bytes:
     return path.read_bytes()
 
 
+def plugin_parts() -> list[str]:
+    """The file names in ``swtpm_extcap/wireshark/swtpm/`` (the plugin's parts)."""
+    folder = resources.files("swtpm_extcap") / "wireshark" / PLUGIN_PARTS
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".lua"))
+
+
 def write_plugin(target: Path) -> None:
-    """Write (or replace) the Lua plugin."""
+    """Write (or replace) the Lua plugin: its parts first, then swtpm.lua, which loads them."""
+    for name in plugin_parts():
+        _write_atomic(target.parent / PLUGIN_PARTS / name, shipped(f"{PLUGIN_PARTS}/{name}"), 0o644)
     _write_atomic(target, shipped(PLUGIN), 0o644)
+
+
+def _remove_plugin(target: Path) -> bool:
+    """Remove swtpm.lua and its parts (the folder too, when nothing else is left in it)."""
+    parts = target.parent / PLUGIN_PARTS
+    for name in plugin_parts():
+        _remove(parts / name)
+    try:
+        parts.rmdir()
+    except OSError:
+        pass
+    return _remove(target)
 
 
 def write_profile(folder: Path) -> None:
@@ -380,7 +402,8 @@ def uninstall(found: list[Targets]) -> list[tuple[str, Path, bool]]:
             if path is None or path in seen:
                 continue
             seen.add(path)
-            out.append((what, path, _remove_profile(path) if what == "profile" else _remove(path)))
+            remove = {"profile": _remove_profile, "Lua plugin": _remove_plugin}.get(what, _remove)
+            out.append((what, path, remove(path)))
     return out
 
 

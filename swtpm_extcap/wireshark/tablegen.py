@@ -725,7 +725,7 @@ def render(ref: Reference, source: str) -> str:
         "--",
         "-- types[name] = {kind, ...}: \"u\" a number (size, signed, names, bits, handle); \"s\" a",
         "-- structure (members); \"b\" a TPM2B of bytes; \"z\" a TPM2B holding a structure; \"x\" a union",
-        "-- (arms by selector value). A member is {name, type, field, count=, sel=, fixed=}.",
+        "-- ({arms by selector value}). A member is {name, type, field, count=, sel=, fixed=}.",
         "-- Union arms left out (the reference names these types but does not define them):",
         "-- " + (", ".join(ref.missing) or "none") + ".",
         "local T = {}",
@@ -770,7 +770,7 @@ def render(ref: Reference, source: str) -> str:
             for value, arm in layout.arms:
                 body = member_lua(arm.member, arm.fixed) if arm.member is not None else "false"
                 arms.append(f"[{_hex(value)}]={body}")
-            out.append(f'  {name} = {{"x", {", ".join(arms)}}},')
+            out.append(f'  {name} = {{"x", {{{", ".join(arms)}}}}},')
     out.append("}")
     out.append("")
     out.append("-- the header and areas of Part 1, 18 (hand-written in the generator: HAND_)")
