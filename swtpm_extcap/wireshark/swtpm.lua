@@ -217,6 +217,7 @@ local INFO = setmetatable({}, { __index = function(t, head)
     return by_len
 end })
 
+local tpm12_handle  -- Dissector.get("tpm12"), set below once p_tpm12 has its dissector
 local function dissect_tpm(tvb, pinfo, tree)
     local s = tvb:raw()
     local len = #s
@@ -337,7 +338,7 @@ local function dissect_tpm(tvb, pinfo, tree)
     return len
 end
 p_tpm2.dissector = dissect_tpm
-local tpm12_handle = Dissector.get("tpm12")
+tpm12_handle = Dissector.get("tpm12")
 
 -- ------------------------------------------------------------------ the postdissector
 

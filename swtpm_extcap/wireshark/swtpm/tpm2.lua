@@ -247,14 +247,15 @@ walk_type = function(ctx, parent, tname, fid, name, off, stop)
     if kind == "b" then
         if off + 2 > stop then return truncated(ctx, parent, name .. " size", off, stop, 2) end
         local size = uint(s, off, 2)
+        -- the size first, then the bytes: a sibling, not a child (a child before its parent's
+        -- start gets a wrong position in PDML and JSON)
+        ctx:add(parent, F.size, off, 2)
         if off + 2 + size > stop then
-            local item = ctx:add(parent, FIELD[fid], off + 2, stop - off - 2)
-            ctx:add(item or parent, F.size, off, 2)
+            ctx:add(parent, FIELD[fid], off + 2, stop - off - 2)
             return stop_at(ctx, parent, stop, stop, format("%s: size %d, %d bytes left", name, size,
                                                            stop - off - 2), M.experts.size)
         end
-        local item = ctx:add(parent, FIELD[fid], off + 2, size)
-        ctx:add(item or parent, F.size, off, 2)
+        ctx:add(parent, FIELD[fid], off + 2, size)
         return off + 2 + size, size
     end
     if kind == "z" then
@@ -308,8 +309,8 @@ local function walk_list(ctx, parent, list, off, stop, encrypted_first)
                 if off + 2 > stop then return truncated(ctx, parent, m[1] .. " size", off, stop, 2) end
                 local size = uint(ctx.s, off, 2)
                 local n = off + 2 + size > stop and stop - off - 2 or size
+                ctx:add(parent, F.size, off, 2)
                 local item = ctx:add(parent, F.encrypted, off + 2, n)
-                ctx:add(item or parent, F.size, off, 2)
                 ctx:text(item, " (" .. m[1] .. ")")
                 if ctx.visible then ctx:expert(M.experts.encrypted, m[1] .. " is encrypted") end
                 ctx.encrypted = m[1]
