@@ -209,9 +209,10 @@ local function make_compat()
             f = ProtoField.protocol(abbrev, label)
         elseif ftype == "bytes" or ftype == "none" then
             f = ProtoField.new(label, abbrev, FTYPE[ftype])
-        else
-            f = ProtoField.new(label, abbrev, FTYPE[ftype], names and T.constants[names] or nil,
-                               (ftype == "uint16" or ftype == "uint8") and base.HEX or base.HEX)
+        else  -- sizes in decimal, the rest in hex, as Wireshark's own fields
+            local b = (abbrev:find("size", 1, true) and abbrev ~= "tpm.resp.size" or abbrev:find("keybits", 1, true))
+                and base.DEC or base.HEX
+            f = ProtoField.new(label, abbrev, FTYPE[ftype], names and T.constants[names] or nil, b)
         end
         c[key] = f
         fields[#fields + 1] = f
