@@ -376,8 +376,7 @@ function p_swtpm.dissector(tvb, pinfo, tree)
     local kind = state.kind[num]
     local comments
     if fx_comment and fx_comment() ~= nil then  -- (a table only for a frame with comments)
-        comments = {}
-        for i, fi in ipairs({ fx_comment() }) do comments[i] = tostring(fi.value) end
+        comments = notes.comment_texts({ fx_comment() })
         if first and state.explain[num] == nil then state.explain[num] = notes.count_explain(comments) end
     end
     if mode == NONE then

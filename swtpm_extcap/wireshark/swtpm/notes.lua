@@ -60,6 +60,29 @@ local function lines(comments, limit)
     return out, extra
 end
 
+-- The lines of a frame's comments, from the frame.comment field infos, each line once.
+-- Wireshark 4.0 gives one value per comment (lines joined by newlines); 4.4 gives for a
+-- comment of several lines an item with its first line, one item per line, and the whole
+-- text again: the same lines, up to three times.
+function M.comment_texts(infos)
+    local out, seen = {}, {}
+    for _, fi in ipairs(infos) do
+        local text = tostring(fi.value)
+        local start = 1
+        while true do
+            local nl = find(text, "\n", start, true)
+            local line = sub(text, start, nl and nl - 1 or #text)
+            if line ~= "" and not seen[line] then
+                seen[line] = true
+                out[#out + 1] = line
+            end
+            if nl == nil then break end
+            start = nl + 1
+        end
+    end
+    return out
+end
+
 -- How many "policy: explain:" lines (the statistics count them; first pass).
 function M.count_explain(comments)
     local n = 0
