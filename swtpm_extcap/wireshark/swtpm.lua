@@ -258,7 +258,7 @@ local function dissect_tpm(tvb, pinfo, tree)
     cols.protocol = "TPM 2.0"
     local pass = treemod.pass("tpm2", tree, D_TPM2, A_TPM2, first)
     local mode = pass.mode
-    local ctx, root
+    local ctx, root, shallow
     if GUI or mode ~= NONE then  -- decoded (in the GUI also for the expert items)
         ctx = treemod.context("tpm2", pass, tree, tvb, s)
         root = tree
@@ -267,6 +267,12 @@ local function dissect_tpm(tvb, pinfo, tree)
             ctx.root = root
         end
         ctx.compat = S.fields.compat ~= nil and mode ~= NONE
+        -- tshark asking only for header fields (tpm.req.cc, tpm2.responseCode...): no walk
+        shallow = mode == SOME and not treemod.deep(pass, tree, S.fields.list, tpm2.HEADER_FIELDS)
+        if shallow then
+            tpm2.header_only(ctx, root, is_request, state.code[num])
+            ctx = nil
+        end
     end
     if wireshark_tpm then pcall(wireshark_tpm.call, wireshark_tpm, tvb, pinfo, tree) end
     if is_request then

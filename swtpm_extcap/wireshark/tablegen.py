@@ -728,6 +728,8 @@ def render(ref: Reference, source: str) -> str:
         "-- ({arms by selector value}). A member is {name, type, field, count=, sel=, fixed=}.",
         "-- Union arms left out (the reference names these types but does not define them):",
         "-- " + (", ".join(ref.missing) or "none") + ".",
+        "local token = ...",
+        "if token ~= \"swtpm-extcap\" then return end  -- run by Wireshark on its own: swtpm.lua loads it",
         "local T = {}",
         f"T.source = {_lua_str(REFERENCE_REPO + ' ' + source)}",
         "",

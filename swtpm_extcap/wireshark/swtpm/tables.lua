@@ -12,6 +12,8 @@
 -- ({arms by selector value}). A member is {name, type, field, count=, sel=, fixed=}.
 -- Union arms left out (the reference names these types but does not define them):
 -- SHA256_192_DIGEST_SIZE, SHAKE256_192_DIGEST_SIZE, SHAKE256_256_DIGEST_SIZE, SHAKE256_512_DIGEST_SIZE, TPMS_SIGNATURE_LMS, TPMS_SIGNATURE_XMSS, TPMS_SIG_SCHEME_LMS, TPMS_SIG_SCHEME_XMSS.
+local token = ...
+if token ~= "swtpm-extcap" then return end  -- run by Wireshark on its own: swtpm.lua loads it
 local T = {}
 T.source = "TrustedComputingGroup/TPM 3b1f0e623f244abe2015df9e3ba86de5c9118524"
 

@@ -594,6 +594,47 @@ local function compat_header(ctx, root, is_request, size_field_value)
     end
 end
 
+-- the command a response answers, and its response code taken apart
+local function rc_fields(ctx, root, rc, cc)
+    if cc ~= nil then ctx:add_value(root, F.command, 6, 0, cc) end
+    if ctx.mode == 0 or rc == 0 then return end
+    local d = RC.decode(rc)
+    ctx:add_value(root, F.rc_format, 6, 0, d.format)
+    if d.name then ctx:add_value(root, F.rc_name, 6, 0, d.name) end
+    ctx:add_value(root, F.rc_base, 6, 0, d.base)
+    if d.handle then ctx:add_value(root, F.rc_handle, 6, 0, d.handle) end
+    if d.parameter then ctx:add_value(root, F.rc_parameter, 6, 0, d.parameter) end
+    if d.session then ctx:add_value(root, F.rc_session, 6, 0, d.session) end
+    if d.warning then ctx:add_value(root, F.rc_warning, 6, 0, true) end
+    if d.vendor then ctx:add_value(root, F.rc_vendor, 6, 0, true) end
+    if d.tpm12 then ctx:add_value(root, F.rc_tpm12, 6, 0, true) end
+end
+
+-- The fields of the header only (tshark asking for nothing else: tpm2.commandCode,
+-- tpm2.responseCode, tpm2.rc.*, tpm.req.cc, tpm.resp.rc, "tpm"...): no walk.
+M.HEADER_FIELDS = {}
+for _, group in ipairs({ PARTS.command, PARTS.response }) do
+    for _, m in ipairs(group) do M.HEADER_FIELDS[#M.HEADER_FIELDS + 1] = FIELD[m[3]] end
+end
+for _, key in ipairs({ "command", "rc_format", "rc_name", "rc_base", "rc_handle", "rc_parameter",
+                       "rc_session", "rc_warning", "rc_vendor", "rc_tpm12", "alias" }) do
+    M.HEADER_FIELDS[#M.HEADER_FIELDS + 1] = F[key]
+end
+if C then
+    for _, key in ipairs({ "proto", "req_header", "req_tag", "req_size", "req_cc", "resp_header",
+                           "resp_tag", "resp_size", "resp_rc" }) do
+        M.HEADER_FIELDS[#M.HEADER_FIELDS + 1] = C[key]
+    end
+end
+
+function M.header_only(ctx, root, is_request, cc)
+    local s = ctx.s
+    if #s < 10 then return end
+    compat_header(ctx, root, is_request)
+    header(ctx, root, is_request and PARTS.command or PARTS.response)
+    if not is_request then rc_fields(ctx, root, uint(s, 6, 4), cc) end
+end
+
 -- Decode a TPM 2.0 command into the tree: ctx from tree.begin (ctx.s: the message's bytes),
 -- root: where its items go (the protocol's item, or the frame's tree).
 function M.command(ctx, root)
@@ -674,21 +715,7 @@ function M.response(ctx, root, cc, nsessions)
     local tag, size, rc = uint(s, 0, 2), uint(s, 2, 4), uint(s, 6, 4)
     compat_header(ctx, root, false)
     header(ctx, root, PARTS.response)
-    if cc ~= nil then ctx:add_value(root, F.command, 6, 0, cc) end
-    local d = RC.decode(rc)
-    -- the response code, decoded (under the responseCode item: the last header item)
-    if ctx.mode ~= 0 and rc ~= 0 then
-        local r = root
-        ctx:add_value(r, F.rc_format, 6, 0, d.format)
-        if d.name then ctx:add_value(r, F.rc_name, 6, 0, d.name) end
-        ctx:add_value(r, F.rc_base, 6, 0, d.base)
-        if d.handle then ctx:add_value(r, F.rc_handle, 6, 0, d.handle) end
-        if d.parameter then ctx:add_value(r, F.rc_parameter, 6, 0, d.parameter) end
-        if d.session then ctx:add_value(r, F.rc_session, 6, 0, d.session) end
-        if d.warning then ctx:add_value(r, F.rc_warning, 6, 0, true) end
-        if d.vendor then ctx:add_value(r, F.rc_vendor, 6, 0, true) end
-        if d.tpm12 then ctx:add_value(r, F.rc_tpm12, 6, 0, true) end
-    end
+    rc_fields(ctx, root, rc, cc)
     local stop = len
     if size ~= len then
         if size < len and size >= 10 then stop = size end

@@ -95,6 +95,22 @@ function M.begin(name, tree, dissector, alias, first, tvb, raw)
     return M.context(name, M.pass(name, tree, dissector, alias, first), tree, tvb, raw)
 end
 
+-- Whether a SOME pass wants more than `shallow` (a list of fields): any other of `all` is
+-- referenced. Asked once per pass (a thousand calls, once).
+function M.deep(pass, tree, all, shallow)
+    local deep = pass.deep
+    if deep == nil then
+        local skip = {}
+        for _, f in ipairs(shallow) do skip[f] = true end
+        deep = false
+        for _, f in ipairs(all) do
+            if not skip[f] and tree:referenced(f) then deep = true break end
+        end
+        pass.deep = deep
+    end
+    return deep
+end
+
 -- Whether field f is wanted in this dissection.
 function Ctx:wants(f)
     local mode = self.mode
