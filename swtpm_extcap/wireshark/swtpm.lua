@@ -244,7 +244,9 @@ local function dissect_tpm(tvb, pinfo, tree)
             kind = state.note(num, state.key(0, sport, dport), true, len >= 10 and uint(s, 6, 4) or nil,
                               bits, pinfo.rel_ts)
         else
-            kind = state.note(num, state.key(0, dport, sport), false, nil, bits, pinfo.rel_ts)
+            local tag = len >= 2 and uint(s, 0, 2) or 0
+            kind = state.note(num, state.key(0, dport, sport), false, nil, bits, pinfo.rel_ts,
+                              tag == 0x8001 or tag == 0x8002)
         end
     else
         is_request = kind % 2 == 0
@@ -290,24 +292,31 @@ local function dissect_tpm(tvb, pinfo, tree)
         cols.info = INFO[head][len]
     else
         local cc = state.code[num]
+        local req = state.peer[num]
+        local key = cc or -1
+        if cc and state.kind[req] % 4 >= state.TPM12 then  -- a TPM 2.0's answer to a TPM 1.2 command
+            key = -2 - cc
+            cc = nil
+        end
         local rc, text = tpm2.response_info(s)
         if first and rc then state.rc[num] = rc end
-        local by_rc = RESPONSE_INFO[cc or -1]
+        local by_rc = RESPONSE_INFO[key]
         local head = by_rc and by_rc[rc or -1]
         if head == nil then
             if by_rc == nil then
                 by_rc = {}
-                RESPONSE_INFO[cc or -1] = by_rc
+                RESPONSE_INFO[key] = by_rc
             end
-            local name = cc and (CC_NAMES[cc] or format("command 0x%08x", cc)) or "(no request)"
+            local name = cc and (CC_NAMES[cc] or format("command 0x%08x", cc))
+                or key < -1 and "TPM 1.2 " .. tpm12.name(tpm12.ORD, -2 - key) or "(no request)"
             head = "[TPM Response] " .. name .. ": " .. text
             by_rc[rc or -1] = head
         end
         if rc ~= 0 and rc ~= nil then
-            tpm2.failed(ctx or treemod.context("tpm2", pass, tree, tvb, s), cc, text)
+            tpm2.failed(ctx or treemod.context("tpm2", pass, tree, tvb, s), cc, text,
+                        key < -1 and head:sub(16, -#text - 3) or nil)
         end
         if ctx then
-            local req = state.peer[num]
             tpm2.response(ctx, root, cc, req and (state.sessions[req] or 0))
             if ctx.visible then root:append_text(", " .. head:sub(16)) end
             if ctx.overflow then ctx:expert(e_many) end

@@ -48,12 +48,34 @@ function M.handle_name(value)
     return string.format("0x%08x", value)
 end
 
+-- TPM_RC as the specification writes a format 1 code: "TPM_RC_VALUE + TPM_RC_P + TPM_RC_1"
+-- (parameter 1), "... + TPM_RC_H + TPM_RC_2" (handle 2), "... + TPM_RC_S + TPM_RC_1" (session 1)
+local RC_NAMES = {}
+for value, name in pairs(T.constants.TPM_RC) do
+    RC_NAMES[value] = name
+    if value > 0x80 and value < 0xC0 then
+        for n = 1, 15 do
+            RC_NAMES[value + 0x40 + n * 0x100] = name .. " + TPM_RC_P + TPM_RC_" .. string.format("%X", n)
+        end
+        for n = 1, 7 do
+            RC_NAMES[value + n * 0x100] = name .. " + TPM_RC_H + TPM_RC_" .. n
+            RC_NAMES[value + 0x800 + n * 0x100] = name .. " + TPM_RC_S + TPM_RC_" .. n
+        end
+    end
+end
+M.RC_NAMES = RC_NAMES
+
+local function names_of(names)
+    if names == "TPM_RC" then return RC_NAMES end
+    return names and T.constants[names] or nil
+end
+
 local function new_field(spec)
     local abbrev, label, ftype, base_, names, handle = spec[1], spec[2], spec[3], spec[4], spec[5], spec[6]
     if handle then
         return ProtoField.new(label, abbrev, FTYPE[ftype], HANDLE_NAMES, base.RANGE_STRING + base.HEX)
     end
-    local vs = names and T.constants[names] or nil
+    local vs = names_of(names)
     if ftype == "bytes" or ftype == "none" then
         return ProtoField.new(label, abbrev, FTYPE[ftype])
     end
@@ -155,7 +177,7 @@ local COMPAT = {
     { "resp_header", "none", "tpm.resp.header", "TPM2.0 Header" },
     { "resp_tag", "uint16", "tpm.resp.tag", "Response Tag", "TPM_ST" },
     { "resp_size", "uint32", "tpm.resp.size", "Response size" },
-    { "resp_rc", "uint32", "tpm.resp.rc", "Response rc" },
+    { "resp_rc", "uint32", "tpm.resp.rc", "Response rc", "TPM_RC" },
     { "startup_type", "uint16", "tpm.startup.type", "Startup type" },
     { "statup_type", "uint16", "tpm.statup.type", "Startup type" },
     { "autharea_size", "uint32", "tpm.autharea_size", "AUTHAREA SIZE" },
@@ -212,7 +234,7 @@ local function make_compat()
         else  -- sizes in decimal, the rest in hex, as Wireshark's own fields
             local b = (abbrev:find("size", 1, true) and abbrev ~= "tpm.resp.size" or abbrev:find("keybits", 1, true))
                 and base.DEC or base.HEX
-            f = ProtoField.new(label, abbrev, FTYPE[ftype], names and T.constants[names] or nil, b)
+            f = ProtoField.new(label, abbrev, FTYPE[ftype], names_of(names), b)
         end
         c[key] = f
         fields[#fields + 1] = f

@@ -18,6 +18,8 @@ local floor, format = math.floor, string.format
 
 local M = {}
 
+M.SUCCESS = NAMES[0] or "TPM_RC_SUCCESS"
+
 -- rc -> {name=, base=, format=0|1, warning=bool, vendor=bool, tpm12=bool,
 --        handle=n|nil, parameter=n|nil, session=n|nil}
 function M.decode(rc)

@@ -49,7 +49,9 @@ end
 
 -- First sight of a message: pair it. Returns the kind bits.
 -- code: the request's command code (nil for a response or an unreadable request)
-function M.note(num, key, is_request, code_, bits, rel_ts)
+-- tpm2_tag: a response with a TPM 2.0 tag (0x8001, 0x8002) is TPM 2.0 whatever its request
+-- (a TPM 2.0 answers a TPM 1.2 probe so: QEMU and firmware ask TPM_ORD_GetTicks first)
+function M.note(num, key, is_request, code_, bits, rel_ts, tpm2_tag)
     time[num] = rel_ts
     if is_request then
         kind[num] = bits
@@ -64,7 +66,7 @@ function M.note(num, key, is_request, code_, bits, rel_ts)
     else
         local rk = kind[req]
         code[num] = code[req]
-        if rk % 4 >= M.TPM12 and bits % 4 < M.TPM12 then bits = bits + M.TPM12 end  -- as its request
+        if rk % 4 >= M.TPM12 and bits % 4 < M.TPM12 and not tpm2_tag then bits = bits + M.TPM12 end  -- as its request
         if rk % 4 < M.TPM12 and bits % 4 >= M.TPM12 then bits = bits - M.TPM12 end
         if peer[req] == nil then
             peer[req] = num

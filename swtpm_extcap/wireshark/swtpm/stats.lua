@@ -12,7 +12,9 @@ local state = S.state
 local format, concat = string.format, table.concat
 
 M.TAP = "swtpm,commands"
-M.MENU = "SWTPM/TPM commands"
+-- Wireshark 4.0 shows no MENU_STAT_GENERIC entry of a Lua script and takes an unsorted
+-- entry's "/" literally: one plain entry in the Statistics menu
+M.MENU = "TPM commands (swtpm-extcap)"
 
 local function command_name(code, tpm12)
     if tpm12 then return S.tpm12.name(S.tpm12.ORD, code) end
@@ -35,12 +37,15 @@ function M.rows()
     for _, num in ipairs(nums) do
         local kind = state.kind[num]
         if not state.has(kind, state.CTRL) then
-            local tpm12 = state.has(kind, state.TPM12)
+            local tpm12 = state.has(kind, state.TPM12)  -- the message's version
+            local req = state.peer[num]
+            local row12 = tpm12  -- the command's (a TPM 2.0 answers a TPM 1.2 probe as a TPM 2.0)
+            if req ~= nil and state.has(kind, state.RESPONSE) then row12 = state.has(state.kind[req], state.TPM12) end
             local code = state.code[num]
-            local key = (tpm12 and "1.2:" or "2.0:") .. tostring(code)
+            local key = (row12 and "1.2:" or "2.0:") .. tostring(code)
             local row = by_key[key]
             if row == nil then
-                row = { name = code and command_name(code, tpm12) or "(no request)", tpm12 = tpm12,
+                row = { name = code and command_name(code, row12) or "(no request)", tpm12 = row12,
                         count = 0, responses = 0, failed = 0, failures = {}, n = 0, sum = 0 }
                 by_key[key] = row
                 order[#order + 1] = row
@@ -55,7 +60,6 @@ function M.rows()
                     local name = rc_name(rc, tpm12)
                     row.failures[name] = (row.failures[name] or 0) + 1
                 end
-                local req = state.peer[num]
                 if req ~= nil and state.time[req] ~= nil and state.time[num] ~= nil then
                     local dt = state.time[num] - state.time[req]
                     row.n = row.n + 1
@@ -114,12 +118,12 @@ if register_stat_cmd_arg then
     end)
 end
 
--- Statistics > SWTPM > TPM commands
+-- Statistics > TPM commands (swtpm-extcap)
 if gui_enabled and gui_enabled() and register_menu then
     register_menu(M.MENU, function()
         local win = TextWindow.new("TPM commands (swtpm-extcap)")
         win:set(M.report())
-    end, MENU_STAT_GENERIC)
+    end, MENU_STAT_UNSORTED)
 end
 
 return M

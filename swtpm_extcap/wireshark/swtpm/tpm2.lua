@@ -173,10 +173,12 @@ local function walk_member(ctx, parent, m, off, stop, values)
         if arm.fixed then
             local n = arm.fixed
             if off + n > stop then return truncated(ctx, parent, arm[1], off, stop, n) end
-            ctx:add(parent, FIELD[arm[3]], off, n)
+            local item = ctx:add(parent, FIELD[arm[3]], off, n)
+            if item and ctx.visible then item:prepend_text(m[1] .. ".") end
             return off + n
         end
-        return walk_type(ctx, parent, arm[2], arm[3], arm[1], off, stop)
+        -- the arm's item shows the union member's name too: "keyBits.aes: 128"
+        return walk_type(ctx, parent, arm[2], arm[3], arm[1], off, stop, ctx.visible and m[1] .. "." or nil)
     end
     return walk_type(ctx, parent, tname, fid, m[1], off, stop)
 end
@@ -221,8 +223,8 @@ local function label_struct(ctx, item, tname, values, s)
     end
 end
 
--- one value of type tname (field fid, member name) at off
-walk_type = function(ctx, parent, tname, fid, name, off, stop)
+-- one value of type tname (field fid, member name) at off; prefix: before its item's label
+walk_type = function(ctx, parent, tname, fid, name, off, stop, prefix)
     local t = TYPES[tname]
     local kind = t[1]
     local s = ctx.s
@@ -241,6 +243,7 @@ walk_type = function(ctx, parent, tname, fid, name, off, stop)
             if t[6] and v then  -- a handle: its range
                 ctx:add_value(item, F.handle_type, off, 0, floor(v / 0x1000000))
             end
+            if prefix then item:prepend_text(prefix) end
         end
         return off + n, v
     end
@@ -255,7 +258,11 @@ walk_type = function(ctx, parent, tname, fid, name, off, stop)
             return stop_at(ctx, parent, stop, stop, format("%s: size %d, %d bytes left", name, size,
                                                            stop - off - 2), M.experts.size)
         end
-        ctx:add(parent, FIELD[fid], off + 2, size)
+        local item = ctx:add(parent, FIELD[fid], off + 2, size)
+        if item and ctx.visible then
+            if size == 0 then item:set_text(name .. ": (empty)") end  -- not <MISSING>
+            if prefix then item:prepend_text(prefix) end
+        end
         return off + 2 + size, size
     end
     if kind == "z" then
@@ -263,6 +270,7 @@ walk_type = function(ctx, parent, tname, fid, name, off, stop)
         local size = uint(s, off, 2)
         local inner = t[2]
         local item = ctx:add(parent, FIELD[fid], off, 2 + size)
+        if item and prefix then item:prepend_text(prefix) end
         local sub = item or parent
         ctx:add(sub, F.size, off, 2)
         if size == 0 then return off + 2, 0 end
@@ -290,6 +298,7 @@ walk_type = function(ctx, parent, tname, fid, name, off, stop)
         local after, values = walk_members(ctx, item or parent, tname, t, off, stop)
         if item then
             item:set_len((after or stop) - off)
+            if prefix then item:prepend_text(prefix) end
             if ctx.visible then label_struct(ctx, item, tname, values, s) end
         end
         return after
@@ -541,8 +550,8 @@ function M.response_info(s)
 end
 
 -- The expert of a failed response (always: Expert Info and -z expert count it).
-function M.failed(ctx, cc, text)
-    local what = cc and (CC_NAMES[cc] or format("command 0x%08x", cc)) or "a command"
+function M.failed(ctx, cc, text, what)
+    what = what or cc and (CC_NAMES[cc] or format("command 0x%08x", cc)) or "a command"
     ctx:expert(M.experts.failed, what .. " failed: " .. text)
 end
 
@@ -597,7 +606,11 @@ end
 -- the command a response answers, and its response code taken apart
 local function rc_fields(ctx, root, rc, cc)
     if cc ~= nil then ctx:add_value(root, F.command, 6, 0, cc) end
-    if ctx.mode == 0 or rc == 0 then return end
+    if ctx.mode == 0 then return end
+    if rc == 0 then  -- the name only (the profile's "Response code" column shows it)
+        ctx:add_value(root, F.rc_name, 6, 0, RC.SUCCESS)
+        return
+    end
     local d = RC.decode(rc)
     ctx:add_value(root, F.rc_format, 6, 0, d.format)
     if d.name then ctx:add_value(root, F.rc_name, 6, 0, d.name) end
