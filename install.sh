@@ -108,7 +108,7 @@ if [ -n "$EXTCAP_DIR" ]; then INSTALL_ARGS+=(--dir "$EXTCAP_DIR"); fi
 # --- uninstall -----------------------------------------------------------------
 if [ "$UNINSTALL" = 1 ]; then
     # the environment's package if it is still there, else this checkout's
-    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import swtpm_extcap.install' >/dev/null 2>&1; then
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import swtpm_extcap.wireshark.install' >/dev/null 2>&1; then
         (cd / && "$VENV/bin/python" -m swtpm_extcap install --uninstall "${INSTALL_ARGS[@]}")
     else
         command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH to run the uninstall; pass --python"

@@ -36,13 +36,13 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from sshd import HOST, make_key, start_sshd  # noqa: E402
 
-from swtpm_extcap.pipeline import Pipeline  # noqa: E402
+from swtpm_extcap.pcapng.pipeline import Pipeline  # noqa: E402
 from swtpm_extcap.sources.base import Notice  # noqa: E402
 from swtpm_extcap.sources.local import LocalFile  # noqa: E402
 from swtpm_extcap.sources.ssh import SSHSource  # noqa: E402
-from swtpm_extcap.ssh import SSHParams  # noqa: E402
-from swtpm_extcap.remotes import Remote
-from swtpm_extcap.ssh_remotes import list_remote_vms  # noqa: E402
+from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
+from swtpm_extcap.remote.settings import Remote
+from swtpm_extcap.remote.discovery import list_remote_vms  # noqa: E402
 
 
 class NullSink:

@@ -16,6 +16,10 @@ class UserError(Exception):
     exit_code = 1
 
 
+class ConfigError(UserError):
+    """The settings file exists but cannot be used; the message names file and key."""
+
+
 class UsageError(UserError):
     """Bad command-line arguments or options."""
 
@@ -24,7 +28,7 @@ class UsageError(UserError):
 
 class Stopped(BaseException):
     """A stop signal came, but the capture did not end within the grace time
-    (raised by :mod:`swtpm_extcap.signals`' timer): a clean stop all the same."""
+    (raised by :mod:`swtpm_extcap.extcap.signals`' timer): a clean stop all the same."""
 
 
 def printable(text: str | os.PathLike[str]) -> str:

@@ -199,7 +199,7 @@ def write_pcapng(
     log: bytes, out: Path, *, start_us: int = 0, ctrl: bool = True, name: str = "test"
 ) -> Path:
     """Convert log bytes with the package's Pipeline (parser -> framer -> pcapng)."""
-    from swtpm_extcap.pipeline import Pipeline
+    from swtpm_extcap.pcapng.pipeline import Pipeline
 
     with open(out, "wb") as f:
         pipe = Pipeline(

@@ -22,8 +22,8 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from swtpm_extcap.logparse import Event, LogParser
-from swtpm_extcap.pipeline import Pipeline
+from swtpm_extcap.swtpmlog.parser import Event, LogParser
+from swtpm_extcap.pcapng.pipeline import Pipeline
 
 _HEADER = re.compile(rb"^(.*?) (SWTPM_IO_Read|SWTPM_IO_Write|Ctrl Cmd|Ctrl Rsp Continued|Ctrl Rsp): length (\S+)$")
 _HEXLINE = re.compile(rb"^(.*?) ((?:[0-9A-F]{2} )+)$")

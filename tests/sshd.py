@@ -232,7 +232,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from swtpm_extcap.ssh import SSHParams  # noqa: E402
+from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
 
 
 @dataclass

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from swtpm_extcap.config import (
+from swtpm_extcap.interfaces.settings import (
     ENV_VAR,
     Config,
     MAX_CONFIG_BYTES,
-    ConfigError,
     config_path,
     load_config,
     parse_config,
 )
-from swtpm_extcap.errors import UserError
+from swtpm_extcap.errors import ConfigError, UserError
 
 
 def write(path: Path, text: str) -> Path:

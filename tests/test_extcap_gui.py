@@ -27,8 +27,9 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from conftest import REPO, read_frames, require_tshark
-from swtpm_extcap import cli, options
-from swtpm_extcap.install import write_launcher
+from swtpm_extcap import cli
+from swtpm_extcap.extcap import dialog, options
+from swtpm_extcap.wireshark.install import write_launcher
 from test_extcap import (
     DEADLINE_S,
     DEMO,
@@ -295,13 +296,13 @@ def test_tooltips_wrap(capsys: pytest.CaptureFixture[str]) -> None:
              if "call" in f}
     for o in options.OPTIONS:
         tip = shown[o.call]
-        if len(o.tooltip) <= options.TOOLTIP_WIDTH:
+        if len(o.tooltip) <= dialog.TOOLTIP_WIDTH:
             assert tip == o.tooltip
             continue
         # Qt: rich text (the first "<" starts a tag), broken only where we break it
         assert tip.startswith('<p style="white-space:nowrap">') and tip.endswith("</p>"), tip
         assert "\n" not in tip
-        lines = tip[len(options.RICH_TOOLTIP):-len("</p>")].split("<br>")
+        lines = tip[len(dialog.RICH_TOOLTIP):-len("</p>")].split("<br>")
         assert len(lines) >= 2 and all(len(html.unescape(x)) <= 60 for x in lines), lines
         assert " ".join(html.unescape(x) for x in lines) == o.tooltip
 

@@ -24,7 +24,7 @@ import pytest
 from conftest import missing_tool
 
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.install import (
+from swtpm_extcap.wireshark.install import (
     LAUNCHER_BODY,
     PROFILE_FILES,
     Wireshark,
@@ -42,8 +42,8 @@ from swtpm_extcap.install import (
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_SH = REPO / "install.sh"
-HAS_EXTCAP = (REPO / "swtpm_extcap" / "extcap.py").exists()
-NO_EXTCAP = "swtpm_extcap/extcap.py (the extcap protocol) is not in this checkout yet"
+HAS_EXTCAP = (REPO / "swtpm_extcap" / "extcap" / "protocol.py").exists()
+NO_EXTCAP = "swtpm_extcap/extcap/protocol.py (the extcap protocol) is not in this checkout yet"
 TSHARK = shutil.which("tshark")
 
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="needs tshark (apt install tshark)")
@@ -254,7 +254,7 @@ def test_installed_package_has_every_module_and_the_demo_log(installed: Installe
         [
             str(installed.venv / "bin/python"),
             "-c",
-            "from swtpm_extcap.discovery import demo_log_path; print(demo_log_path())",
+            "from swtpm_extcap.interfaces.demo import demo_log_path; print(demo_log_path())",
         ],
         capture_output=True,
         text=True,
@@ -333,7 +333,7 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
     python = str(installed.venv / "bin/python")
     driver = (
         "import argparse, sys\n"
-        "from swtpm_extcap.install import add_install_parser, install_main\n"
+        "from swtpm_extcap.wireshark.install import add_install_parser, install_main\n"
         "p = argparse.ArgumentParser()\n"
         "add_install_parser(p.add_subparsers(dest='command'))\n"
         "sys.exit(install_main(p.parse_args(sys.argv[1:])))\n"
@@ -401,7 +401,7 @@ def test_personal_folder_follows_xdg_config_home_like_wireshark(
     python = str(installed.venv / "bin/python")
     driver = (
         "import argparse, sys\n"
-        "from swtpm_extcap.install import add_install_parser, install_main\n"
+        "from swtpm_extcap.wireshark.install import add_install_parser, install_main\n"
         "p = argparse.ArgumentParser()\n"
         "add_install_parser(p.add_subparsers(dest='command'))\n"
         "sys.exit(install_main(p.parse_args(['install'])))\n"

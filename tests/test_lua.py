@@ -399,8 +399,8 @@ def test_tpm12_is_marked_and_named(converted: Convert, corpus: Path,
 
 def test_pcr_notes_become_fields(tmp_path: Path, clean_home: dict[str, str]) -> None:
     """The 'pcr' helper's comment lines (``pcr: extend #N PCR i bank = hex``)."""
-    from swtpm_extcap import pcapng
-    from swtpm_extcap.frames import build_frame
+    from swtpm_extcap.pcapng import writer as pcapng
+    from swtpm_extcap.pcapng.frames import build_frame
 
     value = "ab" * 32
     comment = f"swtpm log line 7: SWTPM_IO_Read length 0\npcr: extend #3 PCR 7 sha256 = {value}"
@@ -421,8 +421,8 @@ def test_older_captures_take_line_and_run_from_the_comment(
     tmp_path: Path, clean_home: dict[str, str]
 ) -> None:
     """A capture from before the Ethernet carrier (zero MACs): the comment still serves."""
-    from swtpm_extcap import pcapng
-    from swtpm_extcap.frames import build_frame
+    from swtpm_extcap.pcapng import writer as pcapng
+    from swtpm_extcap.pcapng.frames import build_frame
 
     frames = [
         (1_700_000_000_000_000, build_frame(50001, 2321, 1, 1, 0x02),

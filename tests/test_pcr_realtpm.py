@@ -22,9 +22,9 @@ import pytest
 
 import realtpm  # tests/ has no __init__.py: pytest puts tests/ on sys.path
 from conftest import missing_tool, run_cli
-from swtpm_extcap.logparse import Kind, Record, parse_bytes
-from swtpm_extcap.pcr import Replayer
-from swtpm_extcap.pcrtypes import ALGORITHMS, CC_PCR_EXTEND, Check
+from swtpm_extcap.swtpmlog.parser import Kind, Record, parse_bytes
+from swtpm_extcap.pcr.replay import Replayer
+from swtpm_extcap.pcr.types import ALGORITHMS, CC_PCR_EXTEND, Check
 
 READ = "sha1:0,1,7,8,16,17,23+sha256:0,1,7,8,16,17,18,23"
 BANKS = {name: alg for alg, (name, _) in ALGORITHMS.items()}

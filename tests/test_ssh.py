@@ -1,4 +1,4 @@
-"""swtpm_extcap.ssh against a real OpenSSH server (tests/sshd.py): login, host keys, jump host, errors."""
+"""swtpm_extcap.remote.ssh against a real OpenSSH server (tests/sshd.py): login, host keys, jump host, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sshd import HOST, SshEnv, make_key, ssh_env, start_sshd  # noqa: F401  (fixture)
 
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.ssh import SSHParams, connect, wrap_priv
+from swtpm_extcap.remote.ssh import SSHParams, connect, wrap_priv
 
 
 def _whoami(params: SSHParams) -> str:

@@ -161,7 +161,7 @@ def test_without_asyncssh_the_listing_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An install without the asyncssh package (e.g. a venv made without dependencies)."""
-    from swtpm_extcap.extcap import LISTING_NOTE, list_interfaces
+    from swtpm_extcap.extcap.protocol import LISTING_NOTE, list_interfaces
 
     config = tmp_path / "config.toml"
     config.write_text('[[remote]]\nname = "pve1"\nhost = "pve1.lan"\n')

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swtpm_extcap.errors import UsageError
-from swtpm_extcap.ssh_options import SSH_OPTIONS, remote_log_path, ssh_target
+from swtpm_extcap.extcap.ssh_options import SSH_OPTIONS, remote_log_path, ssh_target
 
 
 def test_sshdump_names_and_types() -> None:
@@ -18,7 +18,7 @@ def test_sshdump_names_and_types() -> None:
 
 
 def test_priv_choices_are_the_connection_layers() -> None:
-    from swtpm_extcap.ssh import PRIVS
+    from swtpm_extcap.remote.ssh import PRIVS
 
     (priv,) = [o for o in SSH_OPTIONS if o.call == "--remote-priv"]
     assert tuple(c.value for c in priv.choices) == PRIVS

@@ -13,11 +13,12 @@ import pytest
 import realtpm
 from sshd import HOST, SshEnv, ssh_env  # noqa: F401  (fixture)
 
-from swtpm_extcap.config import ConfigError
-from swtpm_extcap.loglevel import level_hint, level_note, parse_log_option, running_levels
+from swtpm_extcap.errors import ConfigError
+from swtpm_extcap.interfaces.local import running_levels
+from swtpm_extcap.swtpmlog.level import level_hint, level_note, parse_log_option
 from swtpm_extcap.sources.ssh import SSHSource
-from swtpm_extcap.remotes import Remote, load_remotes, parse_remotes
-from swtpm_extcap.ssh_remotes import find_remote_vm, list_remote_vms
+from swtpm_extcap.remote.settings import Remote, load_remotes, parse_remotes
+from swtpm_extcap.remote.discovery import find_remote_vm, list_remote_vms
 
 
 def test_parse_remotes_reads_the_issue_example(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from conftest import corpus_log_paths
 from sshd import SshEnv, ssh_env  # noqa: F401  (fixture)
 
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.logparse import LogParser, Record
-from swtpm_extcap.pipeline import Pipeline
+from swtpm_extcap.swtpmlog.parser import LogParser, Record
+from swtpm_extcap.pcapng.pipeline import Pipeline
 from swtpm_extcap.sources.base import Chunk, Notice
 from swtpm_extcap.sources.ssh import SSHSource
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
-from ..ssh import (
+from ..remote.ssh import (
     ConnectError,
     Runner,
     SSHParams,
@@ -41,7 +41,7 @@ from .ssh_script import GUARD_SIZE, PROTOCOL, SCRIPT, Frame, Mode, parse_header,
 if TYPE_CHECKING:
     import asyncssh
 
-log = logging.getLogger("swtpm_extcap.ssh")
+log = logging.getLogger("swtpm_extcap.remote.ssh")
 
 #: waits before reconnect attempts 1, 2, ... (the last one repeats)
 BACKOFF_S = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)

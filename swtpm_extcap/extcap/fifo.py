@@ -1,0 +1,107 @@
+"""Wireshark's fifo: opened for writing without blocking a stop, never truncated by a failure.
+
+Wireshark passes ``--fifo PATH`` and opens its reading end when it is ready.
+A plain blocking ``open()`` on a fifo cannot be interrupted by the stop
+Event, so it is opened with O_NONBLOCK (ENXIO while there is no reader) and
+retried; once open, the descriptor is switched back to blocking writes.
+
+A regular file as ``--fifo`` (running the extcap by hand) is opened without
+O_TRUNC and cut to zero only when the capture starts writing: a capture that
+fails before that leaves the file as it was. A failed capture opens and closes
+a real fifo, so that Wireshark's reader sees the end; it never touches
+anything else.
+
+Windows (not tested): the fifo is a named pipe (``\\\\.\\pipe\\wireshark_extcap_...``)
+that ``open(path, "wb")`` opens; the O_NONBLOCK retry loop is POSIX only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from typing import BinaryIO
+
+from ..errors import UserError, reason
+
+#: open a fifo without blocking, retrying until the reader opens its end
+RETRY_S = 0.02
+#: how long a failed capture waits for the reader before giving up on the fifo
+ERROR_WAIT_S = 10.0
+
+
+class Fifo:
+    """The ``--fifo`` of one capture; once opened, an error only closes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.out: BinaryIO | None = None
+        self.opened = False
+
+    def open(self, stop: threading.Event) -> BinaryIO | None:
+        """Open for the capture, waiting for the reader; ``None`` if stopped first."""
+        out = _open(self.path, stop, timeout=None, create=True)
+        if out is not None:
+            self.opened = True
+            self.out = out
+            if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
+                os.ftruncate(out.fileno(), 0)  # a file by hand: the capture starts now
+        return out
+
+    def close(self) -> None:
+        """Close it; a reader that is gone is no error (the buffer is dropped)."""
+        out, self.out = self.out, None
+        if out is not None:
+            try:
+                out.close()
+            except OSError:
+                pass
+
+    def abandon(self) -> None:
+        """Drop what is buffered: close the descriptor under a blocked writer."""
+        out, self.out = self.out, None
+        if out is not None:
+            try:
+                os.close(out.fileno())
+            except (OSError, ValueError):
+                pass
+
+    def release_after_error(self, stop: threading.Event) -> None:
+        """After a failure before the capture began: open and close a real fifo,
+        so that Wireshark's reader ends; leave anything else alone."""
+        if self.opened or not self.path:
+            self.close()
+            return
+        try:
+            if not stat.S_ISFIFO(os.stat(self.path).st_mode):
+                return
+            out = _open(self.path, stop, timeout=ERROR_WAIT_S, create=False)
+        except (OSError, UserError):
+            return
+        if out is not None:
+            try:
+                out.close()
+            except OSError:
+                pass
+
+
+def _open(path: str, stop: threading.Event, *, timeout: float | None, create: bool) -> BinaryIO | None:
+    flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, flags | nonblock, 0o644)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise UserError(f"cannot open the fifo {path}: {reason(exc)}") from None
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        if stop.wait(RETRY_S):
+            return None
+    if nonblock:
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "wb")

@@ -1,0 +1,174 @@
+"""Log bytes -> parser -> framer -> pcapng, shared by ``convert`` and the extcap capture."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from .. import __version__
+from ..swtpmlog.parser import Defect, DefectKind, Event, Kind, LogParser, Record, RunStart
+from .frames import Framer
+from .writer import PcapngWriter
+
+APPLICATION = f"swtpm-extcap {__version__}"
+#: defects a summary keeps to show (all are counted, by kind)
+KEEP_DEFECTS = 100
+
+
+@dataclass
+class Summary:
+    """What a conversion or capture saw; printed at its end.
+
+    ``defects`` holds the first :data:`KEEP_DEFECTS` defects in log order;
+    ``defect_count`` and ``defects_by_kind`` count all of them, so memory
+    stays flat on a log that is nothing but damage.
+    """
+
+    records: Counter[Kind] = field(default_factory=Counter)
+    runs: int = 0
+    frames: int = 0
+    lines: int = 0
+    skipped_lines: int = 0
+    defects: list[Defect] = field(default_factory=list)
+    defect_count: int = 0
+    defects_by_kind: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def tpm_records(self) -> int:
+        return self.records[Kind.TPM_COMMAND] + self.records[Kind.TPM_RESPONSE]
+
+    @property
+    def ctrl_records(self) -> int:
+        return sum(n for kind, n in self.records.items() if kind.is_ctrl)
+
+    def add_defects(self, defects: Iterable[Defect]) -> None:
+        """Count defects (an ``omitted`` one counts those it stands for); keep the first few."""
+        for d in defects:
+            self.defect_count += d.count
+            self.defects_by_kind[d.kind.value] += d.count
+            if len(self.defects) < KEEP_DEFECTS:
+                self.defects.append(d)
+
+    def report(self, name: str, max_defects: int = 20) -> list[str]:
+        """Human-readable lines: one summary line, then defects by kind and line."""
+        commands, responses = self.records[Kind.TPM_COMMAND], self.records[Kind.TPM_RESPONSE]
+        stray = self.records[Kind.STRAY]
+        out = [
+            f"{name}: {_count(self.tpm_records, 'TPM record')}"
+            f" ({_count(commands, 'command')}, {_count(responses, 'response')})"
+            f" in {_count(self.runs, 'run')}, {_count(self.ctrl_records, 'control message')},"
+            + (f" {_count(stray, 'stray hex block')}," if stray else "")
+            + f" {_count(self.frames, 'frame')}, {_count(self.defect_count, 'defect')}"
+            f" ({_count(self.lines, 'line')} read, {self.skipped_lines} other skipped)"
+        ]
+        if self.defect_count:
+            by_kind = sorted(self.defects_by_kind.items())
+            out.append("  defects by kind: " + ", ".join(f"{k} {n}" for k, n in by_kind))
+            shown = [d for d in self.defects[:max_defects] if d.kind is not DefectKind.OMITTED]
+            out += [f"  {d}" for d in shown]
+            if self.defect_count > len(shown):
+                out.append(f"  ... {self.defect_count - len(shown)} more")
+        return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+class Pipeline:
+    """Feeds log bytes through parser and framer into a pcapng writer."""
+
+    def __init__(
+        self,
+        out: BinaryIO,
+        *,
+        name: str,
+        description: str,
+        start_us: int = 0,
+        ctrl: bool = True,
+        live: bool = False,
+        comment: str = "",
+        line_comments: bool = True,
+        pcr_notes: bool = True,
+    ) -> None:
+        self._parser: LogParser
+        self._framer: Framer
+        if pcr_notes:
+            # the PCR replay (notes.py) sees every parser event, also those a capture
+            # filter drops, and adds its `pcr: ...` lines to the frame comments
+            from .notes import AnnotatingFramer, ReplayingParser
+
+            self._parser = parser = ReplayingParser()
+            self._framer = AnnotatingFramer(
+                parser, start_us=start_us, ctrl=ctrl, line_comments=line_comments
+            )
+        else:  # the plain parser and framer (what the notes cost: bench/bench_pcrs.py)
+            self._parser = LogParser()
+            self._framer = Framer(start_us=start_us, ctrl=ctrl, line_comments=line_comments)
+        self._writer = PcapngWriter(
+            out,
+            name=name,
+            description=description,
+            application=APPLICATION,
+            comment=comment,
+            live=live,
+        )
+        self.summary = Summary()
+
+    @property
+    def lines(self) -> int:
+        """Complete log lines parsed so far."""
+        return self._parser.lines
+
+    def parse(self, data: bytes) -> list[Event]:
+        """Parse a chunk; the events are written by :meth:`write` (a caller may select
+        among them first, as the capture does)."""
+        return self._parser.feed(data)
+
+    def parse_end(self) -> list[Event]:
+        """End of input: the events of a held-back line or record."""
+        events = self._parser.close()
+        self.summary.lines = self._parser.lines  # also when the input held no event at all
+        self.summary.skipped_lines = self._parser.skipped_lines
+        return events
+
+    def feed(self, data: bytes, now_us: int | None = None) -> int:
+        """Parse a chunk and write its frames; returns the number of frames written."""
+        return self.write(self._parser.feed(data), now_us)
+
+    def close(self, now_us: int | None = None) -> Summary:
+        """End of input: flush a held-back line or record, close the TCP conversations."""
+        self.write(self.parse_end(), now_us)
+        return self.close_conversations(now_us)
+
+    def close_conversations(self, now_us: int | None = None) -> Summary:
+        """Close the open TCP conversations (FIN exchange) and flush the output."""
+        frames = self._framer.close(now_us, self._parser.lines)
+        self._writer.write_many(frames)
+        self.summary.frames += len(frames)
+        self._writer.flush()
+        return self.summary
+
+    def write(self, events: list[Event], now_us: int | None) -> int:
+        """Count, frame and write parser events (a caller may filter them first)."""
+        if not events:
+            return 0
+        summary = self.summary
+        records = summary.records
+        for event in events:
+            if type(event) is Record:
+                records[event.kind] += 1
+                if event.defects:
+                    summary.add_defects(event.defects)
+            elif type(event) is RunStart:
+                summary.runs += 1
+            else:
+                summary.add_defects([event])  # type: ignore[list-item]
+        frames = self._framer.frame_events(events, now_us)
+        self._writer.write_many(frames)
+        summary.frames += len(frames)
+        summary.lines = self._parser.lines
+        summary.skipped_lines = self._parser.skipped_lines
+        return len(frames)

@@ -1,0 +1,101 @@
+"""The runs of a log (VM starts), each replayed: what ``pcrs`` reports and diffs.
+
+Runs are named as the capture names them: ``run N`` (1-based; the capture's TCP
+client port is 50000+N-1), and ``[id=<epoch>]`` with its UTC time where the log
+has that prefix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..swtpmlog.parser import Event, LogParser, RunStart
+from .replay import Replayer
+from .types import Outcome, RunState
+
+
+@dataclass
+class RunInfo:
+    """A run as the capture names it."""
+
+    run: int
+    line: int
+    epoch: int | None
+    prefix: str | None
+    reason: str
+
+    @property
+    def name(self) -> str:
+        if self.epoch is None:
+            return f"run {self.run + 1} (from log line {self.line})"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.epoch))
+        return f"run {self.run + 1} ([id={self.epoch}] {stamp}, from log line {self.line})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "run": self.run + 1,
+            "line": self.line,
+            "epoch": self.epoch,
+            "start": (
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.epoch))
+                if self.epoch is not None
+                else None
+            ),
+            "prefix": self.prefix,
+            "reason": self.reason,
+        }
+
+
+def replay_runs(
+    chunks: Iterator[bytes],
+) -> Iterator[tuple[RunInfo, list[Outcome], RunState | None, Replayer]]:
+    """Replay a log: yields ``(run, outcomes, None, replayer)`` as outcomes come, and
+    ``(run, [], final state, replayer)`` once when each run ends."""
+    parser = LogParser()
+    replayer = Replayer()
+    info: RunInfo | None = None
+    tail = False
+    while True:
+        chunk = next(chunks, None)
+        if chunk is None:
+            events: list[Event] = parser.close()
+            tail = True
+        else:
+            events = parser.feed(chunk)
+        start = 0
+        for i, ev in enumerate(events):
+            if type(ev) is RunStart:
+                if i > start and info is not None:
+                    yield info, replayer.feed(events[start:i]), None, replayer
+                if info is not None and replayer.state is not None:
+                    yield info, [], replayer.state, replayer
+                info = RunInfo(ev.run, ev.line, ev.epoch, ev.prefix, ev.reason)
+                start = i
+        if start < len(events):
+            if info is None:  # a stream without a RunStart (cannot happen with LogParser)
+                first = events[start]
+                info = RunInfo(getattr(first, "run", 0), getattr(first, "line", 1), None, None, "")
+            yield info, replayer.feed(events[start:]), None, replayer
+        if tail:
+            if info is not None and replayer.state is not None:
+                yield info, [], replayer.state, replayer
+            return
+
+
+def hex_or_unknown(value: bytes | None, why: str = "") -> str:
+    return value.hex() if value is not None else f"unknown ({why})" if why else "unknown"
+
+
+def final_values(state: RunState, replayer: Replayer) -> dict[int, list[tuple[bytes | None, int, str]]]:
+    """Per shown bank: [(value, line of last change, why unknown)] for PCR 0..23."""
+    out = {}
+    for alg, slots in sorted(state.banks.items()):
+        if replayer.allocation is not None:
+            if not replayer.allocation.get(alg):
+                continue
+        elif alg not in state.seen:
+            continue
+        out[alg] = [(s.value, s.line, s.why) for s in slots]
+    return out

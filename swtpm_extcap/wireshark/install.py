@@ -1,0 +1,452 @@
+"""``swtpm-extcap install``: the launcher, the Lua plugin and the profile, into Wireshark's folders.
+
+This is the one installer: ``install.sh`` prepares an environment (Debian
+packages, a virtual environment, the package) and then runs this command with
+that environment's Python. It puts three things into the folders of the
+installed Wireshark (``uninstall`` removes them):
+
+* the extcap launcher ``swtpm-extcap``: a Python script (mode 0755) whose
+  ``#!`` line is this interpreter (``sys.executable``, absolute); on Windows
+  ``swtpm-extcap.bat``: ``@"C:\\path\\to\\python.exe" -m swtpm_extcap %*``
+  (written, not tested here);
+* the Lua plugin ``swtpm.lua`` (control channel, TPM 1.2, request/response links);
+* the configuration profile ``SWTPM`` (columns and coloring rules), a folder
+  with a marker file ``.swtpm-extcap`` so that uninstall removes only ours.
+
+Which folders (one rule; ``tshark -G folders`` reports them for the ``$HOME`` it
+runs under, so they are asked first):
+
+* extcap: ``--dir DIR`` if given. Personal (default): the "Personal Extcap path"
+  (Wireshark 4.2 and later print it; 4.4 and later may name a per-application
+  subfolder such as ``.../extcap/wireshark``); without that line Wireshark 4.2+
+  ``~/.local/lib/wireshark/extcap``; 4.0 and 4.1 ``<Personal configuration>/extcap``,
+  i.e. ``~/.config/wireshark/extcap`` (``$XDG_CONFIG_HOME/wireshark/extcap`` when
+  that is set). ``--system``: the "Global Extcap path" (4.2+) or "Extcap path" (4.0).
+* Lua plugin: the "Personal Lua Plugins" folder (4.0 and 4.4 both print it:
+  ``~/.local/lib/wireshark/plugins``), that folder as the fallback;
+  ``--system``: "Global Lua Plugins".
+* profile: ``<Personal configuration>/profiles/SWTPM`` (``~/.config/wireshark``,
+  or ``$XDG_CONFIG_HOME/wireshark``); ``--system``: ``<Global configuration>/profiles/SWTPM``.
+* Windows: ``%APPDATA%\\Wireshark\\{extcap,plugins,profiles}`` unless tshark says otherwise.
+
+With ``--dir`` and no Wireshark found, only the launcher is written. Uninstall
+without a Wireshark removes what it finds in every folder the rule can give.
+Wireshark ignores ``WIRESHARK_EXTCAP_DIR`` when run as root; the folders above
+work for root too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+LAUNCHER = "swtpm-extcap"
+PLUGIN = "swtpm.lua"
+PROFILE = "SWTPM"
+#: the profile's files, shipped in swtpm_extcap/wireshark/profile/
+PROFILE_FILES = ("preferences", "colorfilters")
+#: written only into a profile that has none yet (Wireshark keeps its own column widths there)
+PROFILE_DEFAULTS = ("recent",)
+#: written into the profile folder: uninstall removes a SWTPM profile only when it has it
+PROFILE_MARKER = ".swtpm-extcap"
+#: everything after the launcher's #! line (the one copy: install.sh runs this module)
+LAUNCHER_BODY = '''\
+"""Wireshark extcap launcher for swtpm-extcap: SWTPM logs as capture interfaces.
+
+Written by `python -m swtpm_extcap install` (which install.sh runs): the #! line
+names the interpreter of swtpm-extcap's environment by absolute path.
+"""
+import sys
+
+from swtpm_extcap.cli import main
+
+sys.exit(main())
+'''
+APT_HINT = (
+    "install it, e.g. `sudo apt install tshark` (Debian/Ubuntu),"
+    " or from https://www.wireshark.org/download.html"
+)
+_VERSION = re.compile(r"(\d+)\.(\d+)\.\d+")
+_WINDOWS_TSHARK = r"C:\Program Files\Wireshark\tshark.exe"
+
+
+@dataclass(frozen=True)
+class Wireshark:
+    """What the installed Wireshark says about itself."""
+
+    program: str
+    version: tuple[int, int]
+    folders: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where install puts its three files (``None``: not installed there)."""
+
+    launcher: Path
+    plugin: Path | None
+    profile: Path | None
+    version: tuple[int, int] = (0, 0)
+
+
+def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
+    """Add the ``install`` command (options: ``--system``, ``--uninstall``, ``--dir``)."""
+    parser = subparsers.add_parser(
+        "install",
+        help="add (or remove) the extcap launcher, the Lua plugin and the SWTPM profile",
+        description="Write a launcher for this Python into the extcap folder of the installed"
+        " Wireshark, so that its interface list shows every VM's SWTPM log (swtpm-<vm>) and"
+        " swtpm-demo; the Lua plugin (control channel, TPM 1.2, request/response links) into"
+        " its Lua plugin folder; the configuration profile SWTPM into its profiles folder."
+        " For a self-contained install with its own virtual environment, use install.sh"
+        " from the source tree (it runs this command at its end).",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--system",
+        action="store_true",
+        help="use Wireshark's global folders (needs root) instead of your personal ones",
+    )
+    where.add_argument(
+        "--dir", metavar="DIR", help="use this extcap folder (default: ask tshark -G folders)"
+    )
+    parser.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="remove the launcher, the plugin and the profile instead of writing them",
+    )
+    return parser
+
+
+def install_main(ns: argparse.Namespace) -> int:
+    """Run ``install`` from parsed arguments; print what was done on stdout."""
+    windows = sys.platform == "win32"
+    found = find_targets(
+        dir_=ns.dir, system=ns.system, environ=os.environ, windows=windows, uninstall=ns.uninstall
+    )
+    if ns.uninstall:
+        for what, path, removed in uninstall(found):
+            print(f"removed the {what} {path}" if removed else f"nothing to remove: no {what} {path}")
+        return 0
+    targets = found[0]
+    python = os.path.abspath(sys.executable)
+    check_importable(python)
+    write_launcher(targets.launcher, python, windows=windows)
+    print(f"wrote the launcher {targets.launcher} (runs {python})")
+    if targets.plugin is not None:
+        write_plugin(targets.plugin)
+        print(f"wrote the Lua plugin {targets.plugin}")
+    if targets.profile is not None:
+        write_profile(targets.profile)
+        print(f"wrote the profile {targets.profile}")
+    if targets.plugin is None:
+        print("Wireshark not found: the Lua plugin and the SWTPM profile were not installed")
+    elif not ns.system and _is_root() and targets.version >= (4, 2):
+        print(
+            "note: Wireshark 4.2 and later load no personal Lua plugin when run as root;"
+            " for captures as root, install with --system"
+        )
+    print(
+        "try it:\n  tshark -D | grep swtpm\n  tshark -i swtpm-demo -c 10\n"
+        "(Wireshark reads its folders when it starts: restart it to see the interfaces;"
+        " columns and colors: Edit > Configuration Profiles > SWTPM)"
+    )
+    return 0
+
+
+def find_targets(
+    *,
+    dir_: str | None,
+    system: bool,
+    environ: Mapping[str, str],
+    windows: bool = False,
+    uninstall: bool = False,
+) -> list[Targets]:
+    """Where the three files go: ``--dir`` for the launcher, else the folder rule.
+
+    One entry, except for an uninstall without Wireshark: then every place the
+    rule can give (Wireshark 4.0 and 4.2+).
+    """
+    name = LAUNCHER + (".bat" if windows else "")
+    folder = Path(dir_).expanduser().absolute() if dir_ else None
+    try:
+        ws = find_wireshark()
+    except UserError:
+        if folder is not None:
+            return [Targets(folder / name, None, None)]
+        if not uninstall:
+            raise
+        guesses = [Wireshark("wireshark", version, {}) for version in ((4, 0), (4, 2))]
+        return [_targets(guess, None, name, system, environ, windows) for guess in guesses]
+    print(f"Wireshark {ws.version[0]}.{ws.version[1]} ({ws.program})")
+    return [_targets(ws, folder, name, system, environ, windows)]
+
+
+def _targets(
+    ws: Wireshark,
+    folder: Path | None,
+    name: str,
+    system: bool,
+    environ: Mapping[str, str],
+    windows: bool,
+) -> Targets:
+    extcap = folder or extcap_dir(ws, system=system, environ=environ, windows=windows)
+    plugins = plugin_dir(ws, system=system, environ=environ, windows=windows)
+    profiles = profiles_dir(ws, system=system, environ=environ, windows=windows)
+    return Targets(extcap / name, plugins / PLUGIN, profiles / PROFILE, ws.version)
+
+
+def find_wireshark() -> Wireshark:
+    """Ask tshark (or wireshark) for its version and folders; UserError if neither exists."""
+    candidates = [shutil.which("tshark"), shutil.which("wireshark")]
+    if sys.platform == "win32" and os.path.exists(_WINDOWS_TSHARK):
+        candidates.append(_WINDOWS_TSHARK)
+    for program in candidates:
+        if program is None:
+            continue
+        version = parse_version(_run([program, "--version"]))
+        if version is None:
+            continue
+        folders: Mapping[str, str] = {}
+        if "tshark" in os.path.basename(program).lower():
+            folders = parse_folders(_run([program, "-G", "folders"]))
+        return Wireshark(program=program, version=version, folders=folders)
+    raise UserError(f"Wireshark (tshark or wireshark) not found on PATH: {APT_HINT}")
+
+
+def parse_version(text: str) -> tuple[int, int] | None:
+    """Major and minor from the first line of ``tshark --version``/``wireshark --version``."""
+    first = text.splitlines()[0] if text else ""
+    m = _VERSION.search(first)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def parse_folders(text: str) -> dict[str, str]:
+    """``tshark -G folders`` lines (``Name:<tab>path``) as a dict; the first of a name wins."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("\t")
+        name = name.strip().rstrip(":")
+        if sep and name and value.strip():
+            out.setdefault(name, value.strip())
+    return out
+
+
+def extcap_dir(
+    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
+) -> Path:
+    """The extcap folder to use (the rule in the module docstring)."""
+    if system:
+        return _reported(ws, ("Global Extcap path", "Extcap path"), "global extcap folder", "pass --dir DIR")
+    if ws.folders.get("Personal Extcap path"):
+        return Path(ws.folders["Personal Extcap path"])
+    if windows:
+        return _appdata(environ) / "Wireshark" / "extcap"
+    if ws.version >= (4, 2):
+        return _home(environ) / ".local" / "lib" / "wireshark" / "extcap"
+    return _personal_config(ws, environ) / "extcap"
+
+
+def plugin_dir(
+    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
+) -> Path:
+    """The Lua plugin folder (the rule in the module docstring)."""
+    if system:
+        return _reported(
+            ws, ("Global Lua Plugins", "Global Plugins"), "global Lua plugin folder",
+            "install without --system",
+        )
+    if ws.folders.get("Personal Lua Plugins"):
+        return Path(ws.folders["Personal Lua Plugins"])
+    if windows:
+        return _appdata(environ) / "Wireshark" / "plugins"
+    return _home(environ) / ".local" / "lib" / "wireshark" / "plugins"
+
+
+def _reported(ws: Wireshark, names: tuple[str, ...], what: str, instead: str) -> Path:
+    """The first folder of ``names`` that ``tshark -G folders`` reported; else one line."""
+    for name in names:
+        if ws.folders.get(name):
+            return Path(ws.folders[name])
+    raise UserError(
+        f"{ws.program} does not report its {what} (Wireshark shows it under"
+        f" Help > About > Folders); {instead}"
+    )
+
+
+def profiles_dir(
+    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
+) -> Path:
+    """The configuration profiles folder (the rule in the module docstring)."""
+    if system:
+        return _reported(
+            ws, ("Global configuration",), "global configuration folder", "install without --system"
+        ) / "profiles"
+    if windows and not ws.folders.get("Personal configuration"):
+        return _appdata(environ) / "Wireshark" / "profiles"
+    return _personal_config(ws, environ) / "profiles"
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("HOME") or Path.home())
+
+
+def _appdata(environ: Mapping[str, str]) -> Path:
+    appdata = environ.get("APPDATA")
+    if not appdata:
+        raise UserError("APPDATA is not set; pass --dir DIR")
+    return Path(appdata)
+
+
+def _personal_config(ws: Wireshark, environ: Mapping[str, str]) -> Path:
+    """``<Personal configuration>``: what tshark says, else Wireshark's XDG rule."""
+    if ws.folders.get("Personal configuration"):
+        return Path(ws.folders["Personal configuration"])
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    config = Path(xdg) if xdg and os.path.isabs(xdg) else _home(environ) / ".config"
+    return config / "wireshark"
+
+
+def launcher_text(python: str, *, windows: bool = False) -> str:
+    """The launcher for interpreter ``python`` (absolute path)."""
+    if windows:
+        return f'@"{python}" -m swtpm_extcap %*\r\n'
+    if any(c.isspace() for c in python):
+        raise UserError(
+            f"the interpreter path {python!r} has whitespace, which a #! line cannot hold;"
+            " use a Python (or virtual environment) whose path has none"
+        )
+    return f"#!{python}\n{LAUNCHER_BODY}"
+
+
+def write_launcher(target: Path, python: str, *, windows: bool = False) -> None:
+    """Write (or replace) the launcher atomically, mode 0755; creates the folder."""
+    _write_atomic(target, launcher_text(python, windows=windows).encode(), 0o755)
+
+
+def shipped(name: str) -> bytes:
+    """A file of ``swtpm_extcap/wireshark/`` (the plugin, ``profile/<file>``)."""
+    path = resources.files("swtpm_extcap") / "wireshark"
+    for part in name.split("/"):
+        path = path / part
+    return path.read_bytes()
+
+
+def write_plugin(target: Path) -> None:
+    """Write (or replace) the Lua plugin."""
+    _write_atomic(target, shipped(PLUGIN), 0o644)
+
+
+def write_profile(folder: Path) -> None:
+    """Write (or update) the SWTPM profile's files and its marker; other files stay."""
+    for name in PROFILE_FILES:
+        _write_atomic(folder / name, shipped(f"profile/{name}"), 0o644)
+    for name in PROFILE_DEFAULTS:
+        if not (folder / name).exists():
+            _write_atomic(folder / name, shipped(f"profile/{name}"), 0o644)
+    marker = "installed by swtpm-extcap; `python -m swtpm_extcap install --uninstall` removes it\n"
+    _write_atomic(folder / PROFILE_MARKER, marker.encode(), 0o644)
+
+
+def uninstall(found: list[Targets]) -> list[tuple[str, Path, bool]]:
+    """Remove launcher, plugin and profile: ``(what, path, removed)`` for each place."""
+    out: list[tuple[str, Path, bool]] = []
+    seen: set[Path] = set()
+    for targets in found:
+        for what, path in (
+            ("launcher", targets.launcher),
+            ("Lua plugin", targets.plugin),
+            ("profile", targets.profile),
+        ):
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            out.append((what, path, _remove_profile(path) if what == "profile" else _remove(path)))
+    return out
+
+
+def _remove(target: Path) -> bool:
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return False
+    except PermissionError as exc:
+        raise UserError(f"cannot remove {target}: {exc.strerror}") from None
+    return True
+
+
+def _remove_profile(folder: Path) -> bool:
+    """Remove the profile folder (with what Wireshark wrote into it) if it is ours."""
+    if not (folder / PROFILE_MARKER).is_file():
+        if folder.exists():
+            print(f"left {folder} alone: a profile of that name not made by swtpm-extcap")
+        return False
+    try:
+        shutil.rmtree(folder)
+    except PermissionError as exc:
+        raise UserError(f"cannot remove {folder}: {exc.strerror}") from None
+    return True
+
+
+def _write_atomic(target: Path, data: bytes, mode: int) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except PermissionError as exc:
+        raise UserError(
+            f"cannot write {target}: {exc.strerror}; --system needs root (sudo),"
+            " or pass --dir DIR"
+        ) from None
+
+
+def check_importable(python: str) -> None:
+    """UserError unless ``python`` imports swtpm_extcap without our working folder's help."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [python, "-c", "import swtpm_extcap.cli"],
+        cwd=tempfile.gettempdir(),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise UserError(
+            f"{python} cannot import swtpm_extcap outside this folder: install the package"
+            " first (pip install <source folder>), or use install.sh, which makes its own"
+            " virtual environment"
+        )
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout
