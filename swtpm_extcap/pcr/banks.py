@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .allocation import Allocation
 from .types import (
     ALGORITHMS,
     HASHES,
@@ -20,6 +21,7 @@ from .types import (
     _response_params,
     bank_name,
     parse_pcr_read,
+    parse_pcr_selection,
 )
 
 
@@ -32,8 +34,10 @@ class Banks:
         #: PCR_Read answers (selection and values) that matched, valid until a PCR changes
         self._verified: dict[bytes, int] = {}
         self.state: RunState | None = None
-        #: TPM_ALG_ID -> PCRs allocated, from GetCapability(PCRS) (persistent TPM state)
-        self.allocation: dict[int, frozenset[int]] | None = None
+        #: the PCR allocation as far as the log told it (persistent TPM state)
+        self.allocation = Allocation()
+        #: (PCR_Read selection, answer) pairs already learned from
+        self._learned: set[bytes] = set()
 
     def _set(
         self,
@@ -96,9 +100,9 @@ class Banks:
         self._verified.clear()
         state.extends += 1
         number = state.extends
-        allocation = self.allocation
+        allocated = self.allocation.state
         for alg, digest in digests:
-            if allocation is not None and pcr not in allocation.get(alg, ()):
+            if allocated(alg, pcr) is False:
                 continue  # the TPM ignores a bank it has not allocated
             slot = state.bank(alg)[pcr]
             state.seen.add(alg)
@@ -112,11 +116,20 @@ class Banks:
             state.bank(alg)[pcr] = Slot(value, line, why)
             out.append(Step(state.run, line, answer, "extend", pcr, alg, value, digest, number, command, why))
 
-    def _read(self, response: bytes, line: int, answer: int, out: list[Outcome]) -> None:
+    def _read(self, asked: bytes, response: bytes, line: int, answer: int, out: list[Outcome]) -> None:
+        """A PCR_Read answered success: ``asked`` is the command's selection (its
+        parameters), checked values and learned allocation."""
         state = self.state
         assert state is not None
         # the same selection and values come back again and again: parse each once
         key = response[_response_params(response) + 4 :]
+        pair = asked + key
+        if pair not in self._learned:
+            if len(self._learned) > 256:
+                self._learned.clear()
+            returned = parse_pcr_read(response)  # raises on a malformed answer: nothing learned
+            self.allocation.learn_read(parse_pcr_selection(asked, 0)[0], [(alg, pcr) for pcr, alg, _ in returned])
+            self._learned.add(pair)
         known = self._verified.get(key)
         if known is not None and not self.detail:  # the same answer as before, nothing changed since
             out.append(Read(state.run, line, answer, known, known))
@@ -155,8 +168,9 @@ class Banks:
     def shown(self, alg: int) -> bool:
         """A bank worth reporting: allocated (when known), else used in this run."""
         state = self.state
-        if self.allocation is not None:
-            return bool(self.allocation.get(alg))
+        allocated = self.allocation.bank(alg)
+        if allocated is not None:
+            return allocated
         return state is not None and alg in state.seen
 
     @property

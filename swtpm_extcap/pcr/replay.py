@@ -42,11 +42,11 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..swtpmlog.parser import Event, Kind, Record, RunStart
 from .banks import Banks
+from .pending import GET_PCR_ALLOCATION, SIZE_FIELDS, WATCHED, Pending, first_piece, kept, size_field, takes
 from .types import (
     _HASHLIB_NAME,
     _U16,
@@ -54,6 +54,7 @@ from .types import (
     ALGORITHMS,
     CC_EVENT_SEQUENCE_COMPLETE,
     CC_GET_CAPABILITY,
+    CC_PCR_ALLOCATE,
     CC_PCR_EVENT,
     CC_PCR_EXTEND,
     CC_PCR_READ,
@@ -75,6 +76,7 @@ from .types import (
     TAG_NO_SESSIONS,
     TAG_SESSIONS,
     TPM_CAP_PCRS,
+    YES,
     Malformed,
     Outcome,
     RunState,
@@ -90,19 +92,6 @@ from .types import (
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-_WATCHED = frozenset(
-    _U32.pack(c)
-    for c in (
-        CC_STARTUP,
-        CC_PCR_EXTEND,
-        CC_PCR_EVENT,
-        CC_PCR_RESET,
-        CC_EVENT_SEQUENCE_COMPLETE,
-        CC_PCR_READ,
-    )
-)
-#: GetCapability(TPM_CAP_PCRS) (without sessions): the PCR allocation
-_GET_PCR_ALLOCATION = _U32.pack(CC_GET_CAPABILITY) + _U32.pack(TPM_CAP_PCRS)
 #: commands whose PCR handle (first handle) the command changes
 _CHANGERS = frozenset({CC_PCR_EXTEND, CC_PCR_EVENT, CC_PCR_RESET, CC_EVENT_SEQUENCE_COMPLETE})
 _NAMES = {
@@ -112,6 +101,7 @@ _NAMES = {
     CC_PCR_RESET: "PCR_Reset",
     CC_EVENT_SEQUENCE_COMPLETE: "EventSequenceComplete",
     CC_PCR_READ: "PCR_Read",
+    CC_PCR_ALLOCATE: "PCR_Allocate",
 }
 _WATCHED_CTRL = frozenset(
     _U32.pack(c) for c in (CMD_INIT, CMD_SET_LOCALITY, CMD_HASH_START, CMD_HASH_DATA, CMD_HASH_END)
@@ -119,20 +109,13 @@ _WATCHED_CTRL = frozenset(
 _SUCCESS = b"\0\0\0\0"
 
 
-@dataclass(slots=True)
-class _Pending:
-    data: bytes
-    line: int
-    intact: bool
-
-
 class Replayer(Banks):
     """Replays the PCR banks of every run from parser events (see the module doc)."""
 
     def __init__(self, *, detail: bool = False) -> None:
         super().__init__(detail=detail)
-        self._cmd: _Pending | None = None
-        self._ctl: _Pending | None = None
+        self._cmd: Pending | None = None
+        self._ctl: Pending | None = None
         self._locality = 0
         self._drtm: dict[int, _Hash] | None = None  # alg -> running hash of the DRTM data
         self._drtm_data: bytes | None = None
@@ -143,7 +126,8 @@ class Replayer(Banks):
     def feed(self, events: Iterable[Event]) -> list[Outcome]:
         """Replay ``events`` (in log order); returns what changed and what was checked."""
         out: list[Outcome] = []
-        watched = _WATCHED
+        watched = WATCHED
+        sizes = SIZE_FIELDS
         tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
         run = self.state.run if self.state is not None else -1
         for ev in events:
@@ -156,15 +140,19 @@ class Replayer(Banks):
                     data = ev[1]
                     cmd = self._cmd
                     if cmd is not None:
-                        if cmd.intact and len(cmd.data) < _declared_size(cmd.data):
-                            cmd.data += data  # the rest of a command swtpm read in pieces
-                            cmd.intact = _intact(ev)
+                        if cmd.rest and takes(cmd, data):
+                            cmd.add(data, _intact(ev))  # the rest of a command read in pieces
+                            if not cmd.rest:
+                                cmd.whole()
+                                self._cmd = kept(cmd)
                             continue
                         self._unanswered(cmd, out)
-                    if data[6:10] in watched or data[6:14] == _GET_PCR_ALLOCATION:
-                        self._cmd = _Pending(data, ev[2], _intact(ev))
+                    if data[2:6] != sizes[len(data)]:  # not one whole command by its size field
+                        self._cmd = first_piece(data, ev[2], _intact(ev))
+                    elif data[6:10] in watched or data[6:14] == GET_PCR_ALLOCATION:
+                        self._cmd = Pending(data, ev[2], _intact(ev))
                     elif ev[5] and not _intact(ev):
-                        self._cmd = _Pending(data, ev[2], False)
+                        self._cmd = Pending(data, ev[2], False)
                     else:
                         self._cmd = None
                 elif kind is tpm_response:
@@ -175,7 +163,7 @@ class Replayer(Banks):
                 elif kind is Kind.CTRL_COMMAND:
                     intact = _intact(ev)
                     if ev[1][:4] in _WATCHED_CTRL or not intact:
-                        self._ctl = _Pending(ev[1], ev[2], intact)
+                        self._ctl = Pending(ev[1], ev[2], intact)
                     else:
                         self._ctl = None
                 elif kind is Kind.CTRL_RESPONSE:
@@ -193,6 +181,7 @@ class Replayer(Banks):
     def _new_run(self, run: int, line: int, out: list[Outcome]) -> None:
         why = f"run {run + 1} has no TPM2_Startup in the log before this"
         self._verified.clear()
+        self._tpm_init()  # a new swtpm process, or CMD_INIT: the TPM was reset
         state = RunState(run, fills=_unknown_fills(line, why))
         for alg in STANDARD_BANKS:
             state.bank(alg)
@@ -202,13 +191,22 @@ class Replayer(Banks):
         self._drtm = None
         self._hcrtm = False
 
+    def _tpm_init(self) -> None:
+        """_TPM_Init: a PCR_Allocate since the last one takes effect."""
+        if self.allocation.reset():
+            self._learned.clear()
+
     # -- TPM commands -----------------------------------------------------------
 
-    def _unanswered(self, cmd: _Pending, out: list[Outcome]) -> None:
+    def _unanswered(self, cmd: Pending, out: list[Outcome]) -> None:
         """A command followed by another command: its response is not in the log."""
-        self._forget_target(cmd, 0, "its response is not in the log", out)
+        if cmd.rest:
+            why = f"only {len(cmd.whole())} of its bytes are in the log, and no response"
+        else:
+            why = "its response is not in the log"
+        self._forget_target(cmd, 0, why, out)
 
-    def _forget_target(self, cmd: _Pending, answer: int, why: str, out: list[Outcome]) -> None:
+    def _forget_target(self, cmd: Pending, answer: int, why: str, out: list[Outcome]) -> None:
         """The effect of ``cmd`` cannot be known: its PCR (or every PCR) is unknown."""
         data = cmd.data
         code = _command_code(data)
@@ -224,8 +222,8 @@ class Replayer(Banks):
             what = "Startup" if code == CC_STARTUP else "an unreadable command"
             self._unknown(range(PCR_COUNT), cmd.line, answer, f"{what} at line {cmd.line}: {why}", out)
 
-    def _answer(self, cmd: _Pending, rsp: Record, out: list[Outcome]) -> None:
-        data, line, answer = cmd.data, cmd.line, rsp[2]
+    def _answer(self, cmd: Pending, rsp: Record, out: list[Outcome]) -> None:
+        data, line, answer = cmd.whole(), cmd.line, rsp[2]
         if not cmd.intact:
             self._forget_target(cmd, answer, "damaged record", out)
             return
@@ -235,10 +233,20 @@ class Replayer(Banks):
             return
         if response[6:10] != _SUCCESS:
             return
+        if cmd.rest or cmd.bad:  # the TPM said success to a command the log does not hold whole
+            if cmd.rest:
+                why = f"only {len(data)} of its bytes are in the log"
+                if len(data) >= 6:
+                    why += f" (its header says {size_field(data)})"
+            else:
+                why = cmd.bad
+            self._forget_target(cmd, answer, why, out)
+            return
         code = _U32.unpack_from(data, 6)[0]
         try:
             if code == CC_PCR_READ:
-                self._read(response, line, answer, out)
+                _, _, pos = _command_params(data, 0)
+                self._read(data[pos:], response, line, answer, out)
             elif code == CC_PCR_EXTEND:
                 _, (pcr,), pos = _command_params(data, 1)
                 self._extend(pcr, parse_digest_values(data, pos), line, answer, "PCR_Extend", out)
@@ -255,6 +263,11 @@ class Replayer(Banks):
                 self._startup(_U16.unpack_from(data, pos)[0], line, answer, out)
             elif code == CC_GET_CAPABILITY:
                 self._capability(data, response)
+            elif code == CC_PCR_ALLOCATE:
+                _, _, pos = _command_params(data, 1)
+                selection, _ = parse_pcr_selection(data, pos)
+                if response[_response_params(response)] == YES:  # allocationSuccess
+                    self.allocation.allocate(selection)
         except (Malformed, struct.error, ValueError) as exc:
             self._forget_target(cmd, answer, f"cannot parse it: {exc}", out)
 
@@ -285,11 +298,11 @@ class Replayer(Banks):
         if _U32.unpack_from(response, pos)[0] != TPM_CAP_PCRS:
             return
         selection, _ = parse_pcr_selection(response, pos + 4)
-        self.allocation = {alg: frozenset(pcrs) for alg, pcrs in selection}
+        self.allocation.set_all(selection, ALGORITHMS)
 
     # -- the control channel ----------------------------------------------------
 
-    def _ctrl(self, cmd: _Pending, rsp: Record, out: list[Outcome]) -> None:
+    def _ctrl(self, cmd: Pending, rsp: Record, out: list[Outcome]) -> None:
         data, line, answer = cmd.data, cmd.line, rsp[2]
         code = _U32.unpack_from(data)[0] if len(data) >= 4 else -1
         ok = _intact(rsp) and rsp[1][:4] == _SUCCESS
@@ -300,6 +313,7 @@ class Replayer(Banks):
             return
         if code == CMD_INIT:
             if ok:
+                self._tpm_init()
                 state = self.state
                 assert state is not None
                 why = f"TPM re-initialised by CMD_INIT at line {line}; no TPM2_Startup after it yet"
@@ -354,7 +368,3 @@ def _command_code(command: bytes) -> int:
 
 def _intact(rec: Record) -> bool:
     return (not rec[5] and len(rec[1]) == rec[4]) or rec.intact
-
-
-def _declared_size(command: bytes) -> int:
-    return _U32.unpack_from(command, 2)[0] if len(command) >= 6 else 0

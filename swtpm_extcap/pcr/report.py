@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from .replay import Replayer
-from .runs import RunInfo, final_values, hex_or_unknown, replay_runs
+from .runs import NOT_ALLOCATED, RunInfo, final_values, hex_or_unknown, replay_runs, unallocated_banks
 from .types import Check, Outcome, Read, RunState, Startup, Step, bank_name
 
 
@@ -84,6 +84,10 @@ def _text_run_end(info: RunInfo, state: RunState, replayer: Replayer, counts: _C
         out.write(f"  final {bank_name(alg)}:\n")
         for pcr, (value, _line, why) in enumerate(slots):
             out.write(f"    {pcr:2}: {hex_or_unknown(value, why)}\n")
+    unallocated = unallocated_banks(state, replayer)
+    if unallocated and (final or state.seen):
+        names = ", ".join(bank_name(alg) for alg in unallocated)
+        out.write(f"  not allocated (the TPM keeps no such bank): {names}\n")
 
 
 def write_json(chunks: Iterator[bytes], out: TextIO, log: str) -> None:
@@ -106,6 +110,7 @@ def write_json(chunks: Iterator[bytes], out: TextIO, log: str) -> None:
                     out.write(("" if first_event else ",") + "\n    " + json.dumps(item))
                     first_event = False
             continue
+        values = final_values(final, replayer)
         tail = {
             "reads": {
                 "responses": counts.responses,
@@ -117,13 +122,24 @@ def write_json(chunks: Iterator[bytes], out: TextIO, log: str) -> None:
             "final": {
                 bank_name(alg): {
                     str(pcr): (value.hex() if value is not None else None)
-                    for pcr, (value, _, _) in enumerate(slots)
+                    for pcr, (value, _, why) in enumerate(slots)
+                    if why != NOT_ALLOCATED
                 }
-                for alg, slots in final_values(final, replayer).items()
+                for alg, slots in values.items()
             },
             "unknown": {
-                bank_name(alg): {str(pcr): why for pcr, (value, _, why) in enumerate(slots) if value is None}
-                for alg, slots in final_values(final, replayer).items()
+                bank_name(alg): {
+                    str(pcr): why
+                    for pcr, (value, _, why) in enumerate(slots)
+                    if value is None and why != NOT_ALLOCATED
+                }
+                for alg, slots in values.items()
+            },
+            # per bank, the PCRs the TPM has not allocated there (all 24: no such bank)
+            "not_allocated": {
+                bank_name(alg): replayer.allocation.unallocated(alg)
+                for alg in sorted(final.banks)
+                if replayer.allocation.unallocated(alg)
             },
         }
         out.write("\n  ], " + json.dumps(tail)[1:-1] + "}")

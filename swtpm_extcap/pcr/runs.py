@@ -85,17 +85,38 @@ def replay_runs(
 
 
 def hex_or_unknown(value: bytes | None, why: str = "") -> str:
-    return value.hex() if value is not None else f"unknown ({why})" if why else "unknown"
+    if value is not None:
+        return value.hex()
+    if why == NOT_ALLOCATED:
+        return why
+    return f"unknown ({why})" if why else "unknown"
+
+
+#: the ``why`` of a PCR its bank does not hold: the TPM has not allocated it there
+NOT_ALLOCATED = "not allocated"
 
 
 def final_values(state: RunState, replayer: Replayer) -> dict[int, list[tuple[bytes | None, int, str]]]:
-    """Per shown bank: [(value, line of last change, why unknown)] for PCR 0..23."""
+    """Per shown bank: [(value, line of last change, why unknown)] for PCR 0..23;
+    a PCR the TPM has not allocated in that bank is ``(None, 0, NOT_ALLOCATED)``.
+
+    Shown: a bank the log says is allocated, else one the run used (extended,
+    reset or read); a bank known to have no PCR allocated is not shown
+    (:func:`unallocated_banks`)."""
     out = {}
+    allocation = replayer.allocation
     for alg, slots in sorted(state.banks.items()):
-        if replayer.allocation is not None:
-            if not replayer.allocation.get(alg):
-                continue
-        elif alg not in state.seen:
+        allocated = allocation.bank(alg)
+        if allocated is False or (allocated is None and alg not in state.seen):
             continue
-        out[alg] = [(s.value, s.line, s.why) for s in slots]
+        off = allocation.off.get(alg, ())
+        out[alg] = [
+            (None, 0, NOT_ALLOCATED) if pcr in off else (s.value, s.line, s.why)
+            for pcr, s in enumerate(slots)
+        ]
     return out
+
+
+def unallocated_banks(state: RunState, replayer: Replayer) -> list[int]:
+    """The banks of the run the log says have no PCR allocated."""
+    return [alg for alg in sorted(state.banks) if replayer.allocation.bank(alg) is False]

@@ -24,6 +24,10 @@ TPM_RH_NULL = 0x40000007
 SU_CLEAR = 0x0000
 SU_STATE = 0x0001
 TPM_CAP_PCRS = 0x00000005
+YES = 1
+#: the largest TPM message the replay takes (swtpm's buffer is 4 KiB): a command
+#: whose header claims more is not waited for
+MAX_TPM_MESSAGE = 0x10000
 
 CC_PCR_ALLOCATE = 0x0000012B
 CC_PCR_EVENT = 0x0000013C
