@@ -66,23 +66,26 @@ class _Open:
     kind: Kind
     line: int
     declared: int | None
-    chunks: list[bytes] = field(default_factory=list)
+    buf: bytearray = field(default_factory=bytearray)  # its bytes (at most MAX_RECORD)
     got: int = 0  # bytes seen
-    kept: int = 0  # bytes in chunks (at most MAX_RECORD)
+    hex_lines: int = 0  # hex lines taken
     defects: list[Defect] = field(default_factory=list)
     omitted: int = 0  # defects of its lines beyond MAX_DEFECTS
     last_line: int = 0
     over: int = 0  # the line where it passed its declared length (0: not yet)
 
+    @property
+    def kept(self) -> int:
+        return len(self.buf)
+
     def add(self, chunk: bytes, n: int) -> None:
         """One hex line's bytes; beyond MAX_RECORD they are only counted."""
         self.got += len(chunk)
+        self.hex_lines += 1
         self.last_line = n
-        if self.kept < MAX_RECORD:
-            if self.kept + len(chunk) > MAX_RECORD:
-                chunk = chunk[: MAX_RECORD - self.kept]
-            self.chunks.append(chunk)
-            self.kept += len(chunk)
+        room = MAX_RECORD - len(self.buf)
+        if room > 0:
+            self.buf += chunk if len(chunk) <= room else chunk[:room]
 
     def flag(self, n: int, kind: DefectKind, detail: str) -> None:
         """A defect of one of its lines: the first MAX_DEFECTS kept, the rest counted."""
@@ -368,8 +371,8 @@ class LogParser:
                 prefix = self._prefix
                 plen = len(prefix)
                 continue
-            if self._stray is not None and line.strip():
-                events += self._end_stray()
+            # (a run of stray hex goes on over other lines: a run of junk is one
+            # record, one defect, however its hex and other lines alternate)
             self.skipped_lines += 1
         self._lineno = n
         self._open = rec
@@ -469,7 +472,7 @@ class LogParser:
                     rec.omitted,
                 )
             )
-        data = rec.chunks[0] if len(rec.chunks) == 1 else b"".join(rec.chunks)
+        data = bytes(rec.buf)
         self._emit(events, rec.kind, data, rec.line, rec.declared, tuple(rec.defects), rec.last_line)
         return events
 
@@ -517,13 +520,15 @@ class LogParser:
         events: list[Event] = []
         if self._run < 0:
             self._new_run(stray.line, events, "start of log")
+        among = stray.last_line - stray.line + 1 - stray.hex_lines
         stray.defects.insert(
             0,
             Defect(
                 stray.line,
                 DefectKind.STRAY,
-                f"{stray.got} bytes of hex outside any record (lines {stray.line}-{stray.last_line});"
-                " kept apart as stray hex, not as a TPM message",
+                f"{stray.got} bytes of hex outside any record (lines {stray.line}-{stray.last_line}"
+                + (f", {stray.hex_lines} hex lines and {among} other lines" if among else "")
+                + "); kept apart as stray hex, not as a TPM message",
             ),
         )
         return events + self._finish(stray)
