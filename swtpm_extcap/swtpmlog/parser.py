@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from .events import LABELS as LABELS
 from .events import Defect as Defect
@@ -37,14 +36,20 @@ from .events import Event as Event
 from .events import Kind as Kind
 from .events import Record as Record
 from .events import RunStart as RunStart
-from .layout import HeaderMatch, any_header, hex_block, line_ends, prefixed_header, show
+from .layout import (
+    HeaderMatch,
+    any_header,
+    hex_block,
+    line_ends,
+    prefixed_header,
+    show,
+)
+from .record import MAX_DEFECTS as MAX_DEFECTS
+from .record import MAX_RECORD as MAX_RECORD
+from .record import OpenRecord
 
 #: a line longer than this is read up to here, the rest skipped (swtpm's are < 100)
 MAX_LINE = 1 << 20
-#: bytes kept of one record or one run of stray hex (swtpm's buffer is 4 KiB)
-MAX_RECORD = 1 << 20
-#: defects of a record's lines (junk, overlong lines) kept; the rest are counted
-MAX_DEFECTS = 8
 #: longest prefix the fast path handles (a real one is ~20 characters)
 MAX_FAST_PREFIX = 1024
 #: control channel command that (re)initialises the TPM: CMD_INIT
@@ -57,42 +62,6 @@ _HEADER = any_header(LABELS)
 
 # Record((...)) without the generated __new__: half the cost, same object
 _new_record = functools.partial(tuple.__new__, Record)
-
-
-@dataclass(slots=True)
-class _Open:
-    """A record (or a run of stray hex) still taking lines."""
-
-    kind: Kind
-    line: int
-    declared: int | None
-    buf: bytearray = field(default_factory=bytearray)  # its bytes (at most MAX_RECORD)
-    got: int = 0  # bytes seen
-    hex_lines: int = 0  # hex lines taken
-    defects: list[Defect] = field(default_factory=list)
-    omitted: int = 0  # defects of its lines beyond MAX_DEFECTS
-    last_line: int = 0
-    over: int = 0  # the line where it passed its declared length (0: not yet)
-
-    @property
-    def kept(self) -> int:
-        return len(self.buf)
-
-    def add(self, chunk: bytes, n: int) -> None:
-        """One hex line's bytes; beyond MAX_RECORD they are only counted."""
-        self.got += len(chunk)
-        self.hex_lines += 1
-        self.last_line = n
-        room = MAX_RECORD - len(self.buf)
-        if room > 0:
-            self.buf += chunk if len(chunk) <= room else chunk[:room]
-
-    def flag(self, n: int, kind: DefectKind, detail: str) -> None:
-        """A defect of one of its lines: the first MAX_DEFECTS kept, the rest counted."""
-        if len(self.defects) < MAX_DEFECTS:
-            self.defects.append(Defect(n, kind, detail))
-        else:
-            self.omitted += 1
 
 
 class LogParser:
@@ -122,8 +91,8 @@ class LogParser:
         self._prefix = ""
         self._run = -1
         self._run_has_tpm = False
-        self._open: _Open | None = None
-        self._stray: _Open | None = None
+        self._open: OpenRecord | None = None
+        self._stray: OpenRecord | None = None
         #: lines that are neither records nor damage (libtpms traces, blank lines, ...)
         self.skipped_lines = 0
         self._rx: HeaderMatch | None = None
@@ -392,7 +361,7 @@ class LogParser:
             events.append(Defect(n, DefectKind.LONG_LINE, detail))
         return events
 
-    def _header(self, m: re.Match[str], n: int, events: list[Event]) -> _Open | None:
+    def _header(self, m: re.Match[str], n: int, events: list[Event]) -> OpenRecord | None:
         prefix = m["prefix"]
         if prefix != self._prefix:
             self._prefix = prefix
@@ -421,10 +390,10 @@ class LogParser:
             return rec
         return self._start(kind, declared, n, events)
 
-    def _start(self, kind: Kind, declared: int | None, n: int, events: list[Event]) -> _Open | None:
+    def _start(self, kind: Kind, declared: int | None, n: int, events: list[Event]) -> OpenRecord | None:
         if self._run < 0:
             self._new_run(n, events, "start of log")
-        rec = _Open(kind, n, declared, last_line=n)
+        rec = OpenRecord(kind, n, declared, last_line=n)
         if declared == 0:
             events += self._finish(rec)
             return None
@@ -444,36 +413,10 @@ class LogParser:
             )
         )
 
-    def _finish(self, rec: _Open) -> list[Event]:
+    def _finish(self, rec: OpenRecord) -> list[Event]:
         events: list[Event] = []
-        if rec.over:
-            rec.defects.append(
-                Defect(
-                    rec.over,
-                    DefectKind.LONG,
-                    f"{rec.kind.value} record of line {rec.line} has {rec.got} bytes"
-                    f" (to line {rec.last_line}), its header says {rec.declared}",
-                )
-            )
-        if rec.got > rec.kept:
-            rec.defects.append(
-                Defect(
-                    rec.line,
-                    DefectKind.OVERSIZE,
-                    f"{rec.got} bytes (to line {rec.last_line}); only the first {rec.kept} are kept",
-                )
-            )
-        if rec.omitted:
-            rec.defects.append(
-                Defect(
-                    rec.last_line,
-                    DefectKind.OMITTED,
-                    f"{rec.omitted} more defects of the record of line {rec.line} left out",
-                    rec.omitted,
-                )
-            )
-        data = bytes(rec.buf)
-        self._emit(events, rec.kind, data, rec.line, rec.declared, tuple(rec.defects), rec.last_line)
+        defects = rec.closing_defects()
+        self._emit(events, rec.kind, bytes(rec.buf), rec.line, rec.declared, defects, rec.last_line)
         return events
 
     def _emit(
@@ -509,7 +452,7 @@ class LogParser:
             return False
         stray = self._stray
         if stray is None:
-            stray = self._stray = _Open(Kind.STRAY, n, None, last_line=n)
+            stray = self._stray = OpenRecord(Kind.STRAY, n, None, last_line=n)
         stray.add(chunk, n)
         return True
 
@@ -520,17 +463,7 @@ class LogParser:
         events: list[Event] = []
         if self._run < 0:
             self._new_run(stray.line, events, "start of log")
-        among = stray.last_line - stray.line + 1 - stray.hex_lines
-        stray.defects.insert(
-            0,
-            Defect(
-                stray.line,
-                DefectKind.STRAY,
-                f"{stray.got} bytes of hex outside any record (lines {stray.line}-{stray.last_line}"
-                + (f", {stray.hex_lines} hex lines and {among} other lines" if among else "")
-                + "); kept apart as stray hex, not as a TPM message",
-            ),
-        )
+        stray.defects.insert(0, stray.stray_defect())
         return events + self._finish(stray)
 
 
