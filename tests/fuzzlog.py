@@ -500,8 +500,41 @@ def check(case: Case) -> bytes:
                            f" {events[first:first + 1]} vs {whole[first:first + 1]}")
     pcap = convert(data)
     check_pcapng(pcap)
+    check_encoder(data, random.Random(case.seed), case)
     check_pcrs(data, sum(1 for e in whole if type(e) is RunStart))
     return pcap
+
+
+def check_encoder(data: bytes, rng: random.Random, case: object = None) -> None:
+    """The framer's fast path (``encode_events``, frames straight to pcapng
+    blocks) gives the bytes of its reference (``frame_events``, then
+    ``encode_packets``), PCR notes included, fed in random chunks, with line
+    comments on and off and the control channel on and off."""
+    from swtpm_extcap.pcapng.notes import AnnotatingFramer, ReplayingParser
+    from swtpm_extcap.pcapng.writer import encode_packets
+
+    for plain, ctrl in ((True, True), (False, False)):
+        fast_parser, slow_parser = ReplayingParser(), ReplayingParser()
+        fast = AnnotatingFramer(fast_parser, start_us=1_700_000_000_000_000, ctrl=ctrl, line_comments=plain)
+        slow = AnnotatingFramer(slow_parser, start_us=1_700_000_000_000_000, ctrl=ctrl, line_comments=plain)
+        got, want = bytearray(), bytearray()
+        i = 0
+        while True:
+            n = rng.choice([1, 7, 64, 500, 4096, 65536, len(data) + 1])
+            last = i >= len(data)
+            chunk = data[i : i + n]
+            i += n
+            blocks, _ = fast.encode_events(fast_parser.close() if last else fast_parser.feed(chunk))
+            got += blocks
+            want += encode_packets(slow.frame_events(slow_parser.close() if last else slow_parser.feed(chunk)))
+            if last:
+                break
+        got += encode_packets(fast.close())
+        want += encode_packets(slow.close())
+        if got != want:
+            at = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            raise Mismatch(f"{case}: encode_events differs from frame_events at byte {at}"
+                           f" (line comments {plain}, ctrl {ctrl})")
 
 
 def check_pcrs(data: bytes, runs: int) -> None:

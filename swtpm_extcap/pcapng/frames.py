@@ -33,7 +33,18 @@ from __future__ import annotations
 import struct
 
 from ..swtpmlog.parser import Event, Kind, Record, RunStart
-from .payload import Messages, message_note
+from .payload import message_note
+from .tcp import ACK as ACK
+from .tcp import CTRL_ADDR as CTRL_ADDR
+from .tcp import FIN as FIN
+from .tcp import HEADERS_SIZE as HEADERS_SIZE
+from .tcp import LOOPBACK as LOOPBACK
+from .tcp import PSH as PSH
+from .tcp import STRAY_ADDR as STRAY_ADDR
+from .tcp import SYN as SYN
+from .tcp import ETH_TYPE_IP, HEADERS, IP_MID, NO_URG, Conversation
+from .tcp import build_frame as build_frame
+from .writer import BLOCK_EPB, MAX_OPTION, OPT_COMMENT, encode_packets, fit_option
 
 TPM_PORT = 2321
 CTRL_PORT = 2323
@@ -44,131 +55,13 @@ STEP_US = 1000
 #: the largest TCP payload in one IPv4 packet (65535 - 20 - 20)
 MAX_SEGMENT = 65495
 
-SYN, FIN, PSH, ACK = 0x02, 0x01, 0x08, 0x10
-WINDOW = 0xFFFF
-LOOPBACK = b"\x7f\x00\x00\x01"
-#: the control channel's address: Wireshark's LBMSRS heuristic claims any TCP
-#: payload from 127.0.0.1 by default, so control messages use 127.0.0.2
-CTRL_ADDR = b"\x7f\x00\x00\x02"
-STRAY_ADDR = b"\x7f\x00\x00\x03"
 #: notes (defects outside records, empty records) kept for one frame's comment
 MAX_NOTES = 16
 #: the pcapng comment option holds at most this many bytes (its length is 16 bits)
 MAX_COMMENT = 0xFFFF
 
-# 14 bytes Ethernet (IPv4), 20 bytes IPv4, 20 bytes TCP, in one pack:
-# destination MAC (run) + source MAC's first 2 bytes | log line (source MAC's last 4) |
-# ethertype + version/TOS | total length | id, DF, TTL, proto | IP checksum |
-# addresses + ports | seq | ack | offset, flags, window | TCP checksum + urgent
-_HEADERS = struct.Struct("!8sI4sH6sH12sII4sH2s")
-#: Ethernet + IPv4 + TCP header bytes before a frame's payload
-HEADERS_SIZE = _HEADERS.size
-_MAC_PREFIX = b"\x02\x00"  # locally administered unicast: 02:00 + a big-endian u32
-_ETH_TYPE_IP = b"\x08\x00" + b"\x45\x10"
-_IP_MID = b"\x00\x00\x40\x00\x40\x06"  # id 0, DF, TTL 64, TCP
-_IP_CONST = 0x4510 + 0x4000 + (64 << 8 | 6)
-_NO_URG = b"\0\0"
-
 Frame = tuple[int, bytes, str]
 """(timestamp in microseconds, Ethernet frame, pcapng comment)"""
-
-
-def _words(data: bytes) -> int:
-    """Sum of the 16-bit big-endian words of ``data``, modulo 0xFFFF.
-
-    2**16 == 1 (mod 0xFFFF), so the whole buffer read as one big integer is
-    congruent to the sum of its words: the ones' complement sum, in C.
-    """
-    value = int.from_bytes(data, "big")
-    return (value << 8 if len(data) & 1 else value) % 0xFFFF
-
-
-def _fold(total: int) -> int:
-    """Ones' complement checksum from a word sum (of data that is not all zero)."""
-    return 0xFFFF - (total % 0xFFFF or 0xFFFF)
-
-
-class _Direction:
-    """The constant part of every frame one way on one connection."""
-
-    __slots__ = ("macs", "addr_ports", "flags", "ip_const", "tcp_const")
-
-    def __init__(
-        self, addr: bytes, sport: int, dport: int, flags: int, run: int | None = None
-    ) -> None:
-        # no run: zero MAC addresses (and line 0), as swtpm's own --pcap
-        if run is None:
-            self.macs = bytes(8)
-        else:
-            self.macs = _MAC_PREFIX + struct.pack("!I", run + 1) + _MAC_PREFIX
-        self.addr_ports = addr + addr + struct.pack("!HH", sport, dport)
-        self.flags = struct.pack("!BBH", 0x50, flags, WINDOW)
-        self.ip_const = _IP_CONST + _words(addr + addr)
-        self.tcp_const = _words(addr + addr) + 6 + 20 + sport + dport + (0x5000 | flags) + WINDOW
-
-    def frame(self, seq: int, ack: int, payload: bytes, line: int = 0) -> bytes:
-        """One Ethernet/IPv4/TCP frame with valid IP and TCP checksums (``line``: source MAC)."""
-        size = len(payload)
-        value = int.from_bytes(payload, "big")
-        if size & 1:
-            value <<= 8
-        tcp_sum = 0xFFFF - ((self.tcp_const + size + seq + ack + value) % 0xFFFF or 0xFFFF)
-        ip_sum = 0xFFFF - ((self.ip_const + 40 + size) % 0xFFFF or 0xFFFF)
-        return _HEADERS.pack(
-            self.macs, line & 0xFFFFFFFF, _ETH_TYPE_IP, 40 + size, _IP_MID, ip_sum, self.addr_ports, seq, ack, self.flags, tcp_sum, _NO_URG
-        ) + payload
-
-
-def build_frame(
-    sport: int,
-    dport: int,
-    seq: int,
-    ack: int,
-    flags: int,
-    payload: bytes = b"",
-    addr: bytes = LOOPBACK,
-    run: int | None = None,
-    line: int = 0,
-) -> bytes:
-    """One Ethernet/IPv4/TCP frame from ``addr`` to ``addr`` with valid checksums."""
-    return _Direction(addr, sport, dport, flags, run).frame(seq, ack, payload, line)
-
-
-class _Conversation(Messages):
-    """One simulated TCP connection: client port -> server port."""
-
-    __slots__ = ("client", "server", "addr", "run", "cseq", "sseq", "open", "last_line", "up", "down")
-
-    def __init__(self, client: int, server: int, addr: bytes, isn: int, run: int) -> None:
-        self.client = client
-        self.server = server
-        self.addr = addr
-        self.run = run
-        self.cseq = isn
-        self.sseq = isn ^ 0x80000000
-        self.open = False
-        self.last_line = 0
-        self.up = _Direction(addr, client, server, PSH | ACK, run)
-        self.down = _Direction(addr, server, client, PSH | ACK, run)
-        super().__init__()
-
-    def data(self, to_server: bool, payload: bytes, line: int) -> bytes:
-        """A PSH|ACK segment carrying ``payload``; advances that side's sequence number."""
-        if to_server:
-            pkt = self.up.frame(self.cseq, self.sseq, payload, line)
-            self.cseq = (self.cseq + len(payload)) & 0xFFFFFFFF
-        else:
-            pkt = self.down.frame(self.sseq, self.cseq, payload, line)
-            self.sseq = (self.sseq + len(payload)) & 0xFFFFFFFF
-        return pkt
-
-    def control(self, to_server: bool, flags: int, seq: int, ack: int, line: int) -> bytes:
-        """A segment without payload (handshake, FIN)."""
-        if to_server:
-            sport, dport = self.client, self.server
-        else:
-            sport, dport = self.server, self.client
-        return build_frame(sport, dport, seq, ack, flags, b"", self.addr, self.run, line)
 
 
 _TPM_KINDS = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
@@ -185,6 +78,13 @@ class _SizeFields(dict[int, bytes]):
 
 
 _SIZE_FIELDS = _SizeFields()
+#: a record's line comment, by kind: "swtpm log line %d: <label> length %d"
+_COMMENT_HEADS = {kind: b"swtpm log line %d: " + kind.value.encode() + b" length %d" for kind in Kind}
+_EPB_HEAD = struct.Struct("<IIIIIII")
+_OPT = struct.Struct("<HH")
+_TRAILER = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
 
 def _length(declared: int | None) -> str:
@@ -206,9 +106,9 @@ class Framer:
         self._last = -1
         self._run = -1
         self._run_note = ""
-        self._tpm: _Conversation | None = None
-        self._ctl: _Conversation | None = None
-        self._odd: _Conversation | None = None  # stray hex
+        self._tpm: Conversation | None = None
+        self._ctl: Conversation | None = None
+        self._odd: Conversation | None = None  # stray hex
         self._notes: list[str] = []
         self._notes_left_out = 0
 
@@ -295,7 +195,112 @@ class Framer:
             append((ts, pkt, comment))
         return out
 
-    def _oversized(self, conv: _Conversation, rec: Record, now_us: int | None) -> list[Frame]:
+    def encode_events(
+        self, events: list[Event], now_us: int | None = None, notes: dict[int, list[str]] | None = None
+    ) -> tuple[bytearray, int]:
+        """The pcapng packet blocks of ``events`` and how many frames they hold:
+        ``encode_packets(frame_events(events, now_us))``, with ``notes`` (log line
+        -> comment lines, as :func:`annotate` places them) on the frames of their
+        records, made in one pass.
+
+        The fast path of whole logs: a record without damage on an open
+        connection (one whole TPM message, or a control message) is framed and
+        encoded at once; any other event goes through :meth:`frame_events`, the
+        reference, one at a time. ``tests/fuzzlog.py`` holds both to the same bytes.
+        """
+        out = bytearray()
+        count = 0
+        plain = self.line_comments
+        ctrl = self.ctrl
+        step = self._step
+        sizes = _SIZE_FIELDS
+        heads = _COMMENT_HEADS
+        epb = _EPB_HEAD.pack
+        headers = HEADERS.pack
+        opt = _OPT.pack
+        trailer = _TRAILER.pack
+        u32 = _U32.pack
+        pad = _PAD
+        tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
+        ctrl_command = Kind.CTRL_COMMAND
+        stray = Kind.STRAY
+        run_now = self._run
+        tpm_conv, ctl_conv = self._tpm, self._ctl
+        last, nxt = self._last, self._next
+        for ev in events:
+            if type(ev) is Record:
+                kind, data, line, run, declared, defects, last_line = ev
+                size = len(data)
+                if run == run_now and not defects and 0 < size <= MAX_SEGMENT and not self._notes:
+                    if kind is tpm_command or kind is tpm_response:
+                        conv = tpm_conv
+                        if conv is not None and (conv.pending or data[2:6] != sizes[size]):
+                            conv = None  # not one whole TPM message: its comment says so
+                    else:
+                        conv = ctl_conv if ctrl and kind is not stray else None
+                    if conv is not None and conv.open:
+                        if kind is tpm_command or kind is ctrl_command:
+                            way = conv.up
+                            seq = conv.cseq
+                            ack = conv.sseq
+                            conv.cseq = (seq + size) & 0xFFFFFFFF
+                        else:
+                            way = conv.down
+                            seq = conv.sseq
+                            ack = conv.cseq
+                            conv.sseq = (seq + size) & 0xFFFFFFFF
+                        conv.last_line = last_line or line
+                        value = int.from_bytes(data, "big")
+                        if size & 1:
+                            value <<= 8
+                        tcp_sum = 0xFFFF - ((way.tcp_const + size + seq + ack + value) % 0xFFFF or 0xFFFF)
+                        ip_sum = 0xFFFF - ((way.ip_const + 40 + size) % 0xFFFF or 0xFFFF)
+                        ts = nxt if now_us is None else now_us
+                        if ts <= last:
+                            ts = last + 1
+                        last = ts
+                        nxt = ts + step
+                        text = heads[kind] % (line, declared) if plain else b""
+                        if notes and line in notes:
+                            lines = "\n".join(notes.pop(line)).encode()
+                            text = text + b"\n" + lines if text else lines
+                        plen = HEADERS_SIZE + size
+                        clen = len(text)
+                        if clen:
+                            if clen > MAX_OPTION:
+                                text = fit_option(text)
+                                clen = len(text)
+                            total = 40 + plen + (-plen & 3) + clen + (-clen & 3)
+                        else:
+                            total = 32 + plen + (-plen & 3)
+                        out += epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen)
+                        out += headers(way.macs, line & 0xFFFFFFFF, ETH_TYPE_IP, 40 + size, IP_MID, ip_sum,
+                                       way.addr_ports, seq, ack, way.flags, tcp_sum, NO_URG)
+                        out += data
+                        out += pad[plen & 3]
+                        if clen:
+                            out += opt(OPT_COMMENT, clen)
+                            out += text
+                            out += pad[clen & 3]
+                            out += trailer(0, total)
+                        else:
+                            out += u32(total)
+                        count += 1
+                        continue
+            # anything else: the reference path, for this one event
+            self._last, self._next = last, nxt
+            frames = Framer.frame_events(self, [ev], now_us)
+            if notes:
+                annotate(frames, [ev], notes, ctrl)
+            out += encode_packets(frames)
+            count += len(frames)
+            run_now = self._run
+            tpm_conv, ctl_conv = self._tpm, self._ctl
+            last, nxt = self._last, self._next
+        self._last, self._next = last, nxt
+        return out, count
+
+    def _oversized(self, conv: Conversation, rec: Record, now_us: int | None) -> list[Frame]:
         """Data no IPv4 packet can hold (only a damaged log has it): several segments."""
         out = self._handshake(conv, now_us, rec.line) if not conv.open else []
         parts = range(0, len(rec.data), MAX_SEGMENT)
@@ -329,9 +334,9 @@ class Framer:
             self._next = base if self._last < 0 else max(base, self._last + self._step)
         port = CLIENT_PORT_BASE + event.run % (65536 - CLIENT_PORT_BASE)
         isn = (event.run + 1) * 0x01000000 & 0xFFFFFFFF
-        self._tpm = _Conversation(port, TPM_PORT, LOOPBACK, isn, event.run)
-        self._ctl = _Conversation(port, CTRL_PORT, CTRL_ADDR, isn, event.run)
-        self._odd = _Conversation(port, STRAY_PORT, STRAY_ADDR, isn, event.run)
+        self._tpm = Conversation(port, TPM_PORT, LOOPBACK, isn, event.run)
+        self._ctl = Conversation(port, CTRL_PORT, CTRL_ADDR, isn, event.run)
+        self._odd = Conversation(port, STRAY_PORT, STRAY_ADDR, isn, event.run)
         self._run_note = f"swtpm run {event.run + 1} from log line {event.line} ({event.reason})"
         return out
 
@@ -351,7 +356,7 @@ class Framer:
             self._notes_left_out = 0
         return "\n".join([comment, *notes] if comment else notes)
 
-    def _handshake(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
+    def _handshake(self, conv: Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = True
         what = {TPM_PORT: "TPM", CTRL_PORT: "control channel"}.get(conv.server, "stray hex")
         note = f"{self._run_note}; {what} connection opened for log line {line}"
@@ -367,7 +372,7 @@ class Framer:
             (self._stamp(now_us), ack, plain),
         ]
 
-    def _fin(self, conv: _Conversation, now_us: int | None, line: int) -> list[Frame]:
+    def _fin(self, conv: Conversation, now_us: int | None, line: int) -> list[Frame]:
         conv.open = False
         note = f"swtpm log line {line}: end of run {self._run + 1}"
         first = self._with_notes(note if self.line_comments or self._notes else "")
@@ -383,3 +388,29 @@ class Framer:
             (self._stamp(now_us), finack, note),
             (self._stamp(now_us), ack, note),
         ]
+
+
+def annotate(frames: list[Frame], events: list[Event], notes: dict[int, list[str]], ctrl: bool) -> None:
+    """Append ``notes`` (log line -> comment lines) to the comments of the frames
+    of their records, in place, taking each from ``notes`` as it is placed."""
+    at = 0
+    for ev in events:
+        if type(ev) is not Record or ev[2] not in notes:
+            continue
+        lines = notes.pop(ev[2])
+        if not ev[1] or not (ctrl or ev[0].is_tpm):
+            continue
+        # the record's own frame: it carries data and its log line in the source MAC
+        # (a handshake for the same line has no payload; comments may be off)
+        line = (ev[2] & 0xFFFFFFFF).to_bytes(4, "big")
+        while at < len(frames) and not (
+            len(frames[at][1]) > HEADERS_SIZE and frames[at][1][8:12] == line
+        ):
+            at += 1
+        if at == len(frames):  # not framed in this call (cannot happen; never fail for a note)
+            return
+        ts, pkt, comment = frames[at]
+        frames[at] = (ts, pkt, "\n".join([comment, *lines] if comment else lines))
+        at += 1
+        if not notes:
+            return

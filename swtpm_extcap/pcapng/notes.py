@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from ..pcr.replay import Replayer
 from ..pcr.types import Check, Outcome, Read, Startup, Step
 from ..swtpmlog.parser import Event, LogParser, Record
-from .frames import HEADERS_SIZE, Frame, Framer
+from .frames import Frame, Framer, annotate
 
 
 def note_lines(outcomes: Iterable[Outcome]) -> dict[int, list[str]]:
@@ -134,30 +134,10 @@ class AnnotatingFramer(Framer):
         frames = super().frame_events(events, now_us)
         notes = self._parser.notes
         if notes:
-            _annotate(frames, events, notes, self.ctrl)
+            annotate(frames, events, notes, self.ctrl)
         return frames
 
-
-def _annotate(frames: list[Frame], events: list[Event], notes: dict[int, list[str]], ctrl: bool) -> None:
-    """Append ``notes`` to the comments of the frames of their records, in place."""
-    at = 0
-    for ev in events:
-        if type(ev) is not Record or ev[2] not in notes:
-            continue
-        lines = notes.pop(ev[2])
-        if not ev[1] or not (ctrl or ev[0].is_tpm):
-            continue
-        # the record's own frame: it carries data and its log line in the source MAC
-        # (a handshake for the same line has no payload; comments may be off)
-        line = (ev[2] & 0xFFFFFFFF).to_bytes(4, "big")
-        while at < len(frames) and not (
-            len(frames[at][1]) > HEADERS_SIZE and frames[at][1][8:12] == line
-        ):
-            at += 1
-        if at == len(frames):  # not framed in this call (cannot happen; never fail for a note)
-            return
-        ts, pkt, comment = frames[at]
-        frames[at] = (ts, pkt, "\n".join([comment, *lines] if comment else lines))
-        at += 1
-        if not notes:
-            return
+    def encode_events(
+        self, events: list[Event], now_us: int | None = None, notes: dict[int, list[str]] | None = None
+    ) -> tuple[bytearray, int]:
+        return super().encode_events(events, now_us, self._parser.notes if notes is None else notes)

@@ -28,7 +28,7 @@ MAX_OPTION = 0xFFFF
 _CUT_MARK = " [comment cut: too long for pcapng]".encode()
 
 
-def _fit(value: bytes) -> bytes:
+def fit_option(value: bytes) -> bytes:
     """An option value cut to MAX_OPTION bytes (at a UTF-8 character start), marked."""
     end = MAX_OPTION - len(_CUT_MARK)
     while end and (value[end] & 0xC0) == 0x80:  # not inside a UTF-8 character
@@ -38,7 +38,7 @@ def _fit(value: bytes) -> bytes:
 
 def _option(code: int, value: bytes) -> bytes:
     if len(value) > MAX_OPTION:
-        value = _fit(value)
+        value = fit_option(value)
     return _OPT.pack(code, len(value)) + value + _PAD[len(value) & 3]
 
 
@@ -79,7 +79,7 @@ def encode_packets(frames: list[tuple[int, bytes, str]]) -> bytearray:
         text = comment.encode()
         clen = len(text)
         if clen > MAX_OPTION:
-            text = _fit(text)
+            text = fit_option(text)
             clen = len(text)
         if clen:
             total = 40 + size + (-size & 3) + clen + (-clen & 3)
@@ -136,7 +136,13 @@ class PcapngWriter:
         """Write a batch of frames with one write (and one flush when live)."""
         if not frames:
             return
-        self._out.write(encode_packets(frames))
+        self.write_blocks(encode_packets(frames))
+
+    def write_blocks(self, blocks: bytes | bytearray) -> None:
+        """Write packet blocks made elsewhere (:meth:`.Framer.encode_events`)."""
+        if not blocks:
+            return
+        self._out.write(blocks)
         if self._live:
             self._out.flush()
 

@@ -35,7 +35,7 @@ Selection = list[tuple[int, list[int]]]
 class Allocation:
     """The PCR allocation as far as the log has told it (see the module doc)."""
 
-    __slots__ = ("on", "off", "pending")
+    __slots__ = ("on", "off", "pending", "_whole")
 
     def __init__(self) -> None:
         #: TPM_ALG_ID -> PCRs known to be allocated / known not to be
@@ -43,6 +43,8 @@ class Allocation:
         self.off: dict[int, set[int]] = {}
         #: a PCR_Allocate's selection, in effect from the next TPM reset
         self.pending: Selection | None = None
+        #: the last whole allocation set, while nothing else changed it (a log may ask often)
+        self._whole: Selection | None = None
 
     def state(self, alg: int, pcr: int) -> bool | None:
         """True: allocated; False: not allocated; None: not known."""
@@ -69,6 +71,7 @@ class Allocation:
         pcrs = [p for p in pcrs if 0 <= p < PCR_COUNT]
         if not pcrs:
             return
+        self._whole = None
         yes, no = (self.on, self.off) if allocated else (self.off, self.on)
         yes.setdefault(alg, set()).update(pcrs)
         other = no.get(alg)
@@ -78,11 +81,14 @@ class Allocation:
     def set_all(self, selection: Selection, implemented: Iterable[int]) -> None:
         """GetCapability(PCRS): the whole allocation; a bank it does not list
         (of ``implemented``) has no PCR allocated."""
+        if selection == self._whole:
+            return
         listed = dict(selection)
         for alg in {*implemented, *listed}:
             pcrs = set(listed.get(alg, ()))
             self._set(alg, pcrs, True)
             self._set(alg, set(range(PCR_COUNT)) - pcrs, False)
+        self._whole = selection
 
     def learn_read(self, asked: Selection, returned: Iterable[tuple[int, int]]) -> None:
         """A PCR_Read: ``asked`` is the command's selection, ``returned`` the
