@@ -20,6 +20,7 @@ knows the log through :class:`~swtpm_extcap.sources.base.Source` only.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -177,6 +178,11 @@ class Capture:
             return
         self.in_backlog = False
         self.backlog_frames = self.pipe.summary.frames
+        # live from here: what exists now (modules, caches, the replay's state) is
+        # never walked again by a full garbage collection, a pause of milliseconds
+        # in the lag of a new record
+        gc.collect()
+        gc.freeze()
         self.log.info(
             "backlog read: %d frames from %d lines%s",
             self.backlog_frames, self.pipe.lines,

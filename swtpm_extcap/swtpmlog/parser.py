@@ -240,7 +240,14 @@ class LogParser:
             # the line path: one line, then the fast path again; inside a
             # damaged record or stray hex (no fast path there) a batch of lines
             batch: list[str] = []
-            most = 1 if self._open is None and self._stray is None else 64
+            rec = self._open
+            if rec is None and self._stray is None:
+                most = 1
+            elif rec is not None and rec.declared is not None and not rec.over and not rec.defects:
+                # the lines it still lacks (then the fast path again), at most 64
+                most = min(64, max(1, (rec.declared - rec.got + 15) >> 4))
+            else:
+                most = 64
             while pos < end and len(batch) < most:
                 nl = text.find("\n", pos)
                 if nl - pos > MAX_LINE:
