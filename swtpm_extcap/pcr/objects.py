@@ -1,0 +1,132 @@
+"""Which object or NV index each handle is, with its Name and authPolicy, as far as the
+log shows: public areas of CreatePrimary, Load, CreateLoaded, LoadExternal and
+ReadPublic answers; NV_DefineSpace and NV_ReadPublic for NV indices; followed through
+ContextSave/ContextLoad (by the saved context's bytes), EvictControl, FlushContext, the
+writes and locks that change an NV index's Name, and run starts (transient objects go).
+Pure: the tracker (:mod:`.policy`) calls it with what each command did."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+from ..tpm.structures import (
+    HT_NV,
+    HT_PERSISTENT,
+    HT_TRANSIENT,
+    NvPublic,
+    Public,
+    handle_name,
+)
+
+#: saved contexts remembered (tpm2-tools saves one per command it runs)
+KEEP_CONTEXTS = 512
+_PERMANENT = {
+    0x40000001: "the owner hierarchy (TPM_RH_OWNER)",
+    0x40000007: "TPM_RH_NULL",
+    0x4000000A: "the lockout hierarchy (TPM_RH_LOCKOUT)",
+    0x4000000B: "the endorsement hierarchy (TPM_RH_ENDORSEMENT)",
+    0x4000000C: "the platform hierarchy (TPM_RH_PLATFORM)",
+    0x4000000D: "TPM_RH_PLATFORM_NV",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """An object or NV index as the log shows it (``public``: its public area)."""
+
+    handle: int
+    public: Public | NvPublic
+    line: int  # the log line of the command that showed it
+    how: str  # "loaded by Load", "created by CreatePrimary", "read by ReadPublic", ...
+
+    @property
+    def name(self) -> bytes | None:
+        return self.public.name
+
+    @property
+    def auth_policy(self) -> bytes:
+        return self.public.auth_policy
+
+    @property
+    def is_nv(self) -> bool:
+        return isinstance(self.public, NvPublic)
+
+    def describe(self) -> str:
+        kind = "NV index" if self.is_nv else "the object"
+        return f"{kind} 0x{self.handle:08x} ({self.how} at line {self.line})"
+
+
+def describe_handle(handle: int) -> str:
+    if handle in _PERMANENT:
+        return _PERMANENT[handle]
+    kind = {HT_NV: "NV index", HT_TRANSIENT: "object", HT_PERSISTENT: "persistent object"}.get(
+        handle >> 24, "handle")
+    return f"{kind} 0x{handle:08x}"
+
+
+class Objects:
+    """Handles -> entities, saved contexts -> entities."""
+
+    def __init__(self) -> None:
+        self.handles: dict[int, Entity] = {}
+        self._saved: OrderedDict[bytes, Entity] = OrderedDict()
+
+    def get(self, handle: int) -> Entity | None:
+        return self.handles.get(handle)
+
+    def name_of(self, handle: int) -> tuple[bytes | None, str]:
+        """The Name of ``handle``'s entity, or None and why it is not known."""
+        name = handle_name(handle)
+        if name is not None:
+            return name, ""
+        entity = self.handles.get(handle)
+        if entity is None:
+            return None, f"the log does not show the public area of {describe_handle(handle)}"
+        if entity.name is None:
+            return None, f"this Python cannot compute the Name of {describe_handle(handle)}"
+        return entity.name, ""
+
+    def show(self, handle: int, public: Public | NvPublic, line: int, how: str) -> None:
+        self.handles[handle] = Entity(handle, public, line, how)
+
+    def flush(self, handle: int) -> None:
+        self.handles.pop(handle, None)
+
+    def evict(self, handle: int, persistent: int, line: int) -> None:
+        """EvictControl: a transient object made persistent, or a persistent one removed."""
+        if handle >> 24 == HT_PERSISTENT:
+            self.handles.pop(handle, None)
+            return
+        entity = self.handles.get(handle)
+        if entity is not None:
+            self.handles[persistent] = Entity(persistent, entity.public, line,
+                                              "made persistent by EvictControl")
+
+    def save(self, handle: int, context: bytes) -> None:
+        entity = self.handles.get(handle)
+        if entity is not None:
+            self._saved[context] = entity
+            self._saved.move_to_end(context)
+            while len(self._saved) > KEEP_CONTEXTS:
+                self._saved.popitem(last=False)
+
+    def load(self, context: bytes, handle: int, line: int) -> None:
+        entity = self._saved.get(context)
+        if entity is not None:
+            # the object keeps where it was shown; its handle is the new one
+            self.handles[handle] = replace(entity, handle=handle)
+        else:
+            self.handles.pop(handle, None)
+
+    def nv_set(self, index: int, bits: int) -> None:
+        """An NV write or lock set attribute bits: the index's Name changes with them."""
+        entity = self.handles.get(index)
+        if entity is not None and isinstance(entity.public, NvPublic):
+            if entity.public.attributes & bits != bits:
+                self.handles[index] = replace(entity, public=entity.public.with_attributes(bits))
+
+    def new_run(self) -> None:
+        """TPM reset: transient objects are gone (persistent ones and NV indices stay)."""
+        for handle in [h for h in self.handles if h >> 24 == HT_TRANSIENT]:
+            del self.handles[handle]

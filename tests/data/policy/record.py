@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Record the policy sessions of ``tests/data/policy`` against a real swtpm (level 20).
+
+Each scenario starts its own ``swtpm socket`` (``tests/realtpm.py``) with a
+Proxmox-like ``[id=<epoch>] `` log prefix and no ``startup-clear`` (the
+"firmware" sends TPM2_Startup, so the PCR replay knows every value), drives it
+with tpm2-tools 5.4 (and systemd 252's ``systemd-creds``), and writes:
+
+* ``<scenario>.log``: swtpm's log, as swtpm wrote it;
+* ``<scenario>.truth.json``: what the *client* saw, never read from the log:
+  per step its command line, exit status, stdout and the tail of stderr, and
+  the files the tools wrote (policy digests, PCR values) in hex.
+
+Usage: ``record.py OUTDIR [SCENARIO ...]`` (default: all of :data:`SCENARIOS`).
+The committed files were made with ``record.py tests/data/policy``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # tests/: realtpm
+import realtpm  # noqa: E402
+
+#: what "firmware" measures before the OS starts (sha256 digests of made-up events)
+FIRMWARE = [("0", "a0"), ("7", "b7"), ("4", "c4"), ("7", "d7")]
+SEALED = b"the disk key\n"
+
+
+class Client:
+    """Runs the steps of one scenario against one swtpm and keeps the client's view."""
+
+    def __init__(self, sw: realtpm.Swtpm, work: Path) -> None:
+        self.sw = sw
+        self.work = work
+        self.steps: list[dict[str, object]] = []
+
+    def run(self, *args: str, ok: bool = True, flush: bool = False) -> subprocess.CompletedProcess[str]:
+        """One tool run; ``flush``: then flush the transient objects it left loaded
+        (there is no resource manager: tpm2-tools leave what they load in the TPM)."""
+        proc = self._run(args, ok)
+        if flush:
+            self._run(("tpm2_flushcontext", "-t"), True)
+        return proc
+
+    def _run(self, args: tuple[str, ...], ok: bool) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        for k in ("TPM2TOOLS_TCTI", "TCTI_PCAP_FILE", "TPM2TOOLS_ENABLE_ERRATA"):
+            env.pop(k, None)
+        env["TPM2TOOLS_TCTI"] = self.sw.tcti()
+        proc = subprocess.run(list(args), cwd=self.work, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=120)
+        self.steps.append({"args": list(args), "rc": proc.returncode,
+                           "stdout": proc.stdout, "stderr": proc.stderr[-600:]})
+        if (proc.returncode == 0) != ok:
+            raise RuntimeError(f"{' '.join(args)}: exit {proc.returncode} (expected"
+                               f" {'success' if ok else 'failure'})\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def firmware(self) -> None:
+        self.run("tpm2_startup", "-c")
+        for pcr, byte in FIRMWARE:
+            self.run("tpm2_pcrextend", f"{pcr}:sha256={byte * 32}")
+
+    def primary(self) -> None:
+        self.run("tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
+                 "-c", "prim.ctx", "-a",
+                 "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt", flush=True)
+
+    def seal(self, policy: str, attrs: str = "fixedtpm|fixedparent|noda", auth: str = "") -> None:
+        (self.work / "secret.bin").write_bytes(SEALED)
+        self.run("tpm2_create", "-C", "prim.ctx", "-L", policy, "-i", "secret.bin", "-u", "seal.pub",
+                 "-r", "seal.priv", "-a", attrs, *(["-p", auth] if auth else []), flush=True)
+        self.run("tpm2_load", "-C", "prim.ctx", "-u", "seal.pub", "-r", "seal.priv", "-c", "seal.ctx",
+                 flush=True)
+
+    def files(self) -> dict[str, str]:
+        return {p.name: p.read_bytes().hex() for p in sorted(self.work.iterdir())
+                if p.suffix in (".policy", ".bin", ".digest") and p.is_file()}
+
+
+def pcr_seal(c: Client) -> None:
+    """A secret sealed to PCR 7 unseals; after one more extend of PCR 7 the unseal fails."""
+    c.firmware()
+    c.primary()
+    c.run("tpm2_pcrread", "sha256:7", "-o", "pcr7.bin")
+    c.run("tpm2_startauthsession", "-S", "trial.ctx")
+    c.run("tpm2_policypcr", "-S", "trial.ctx", "-l", "sha256:7", "-f", "pcr7.bin", "-L", "pcr7.policy")
+    c.run("tpm2_flushcontext", "trial.ctx")
+    c.seal("pcr7.policy")
+    for attempt, ok in (("first", True), ("second", False)):
+        if attempt == "second":
+            c.run("tpm2_pcrextend", "7:sha256=" + "e7" * 32)  # a new boot loader is measured
+        c.run("tpm2_startauthsession", "--policy-session", "-S", "pol.ctx")
+        c.run("tpm2_policypcr", "-S", "pol.ctx", "-l", "sha256:7", "-L", f"{attempt}.policy")
+        c.run("tpm2_unseal", "-c", "seal.ctx", "-p", "session:pol.ctx", "-o", f"{attempt}.out", ok=ok,
+              flush=True)
+        c.run("tpm2_flushcontext", "pol.ctx")
+
+
+SCENARIOS: dict[str, Callable[[Client], None]] = {
+    "pcr-seal": pcr_seal,
+}
+
+#: the [id=] epoch of each scenario's log (fixed, so a re-recording diffs cleanly)
+EPOCHS = {name: 1700100000 + 100 * i for i, name in enumerate(SCENARIOS)}
+
+
+def record(name: str, out: Path, work: Path) -> Path:
+    """Record one scenario into ``out/<name>.log`` and ``out/<name>.truth.json``."""
+    work.mkdir(parents=True, exist_ok=True)
+    sw = realtpm.start_swtpm(work, prefix=f"[id={EPOCHS[name]}] ", startup_clear=False)
+    client = Client(sw, work)
+    try:
+        SCENARIOS[name](client)
+    finally:
+        sw.stop()
+    log = out / f"{name}.log"
+    log.write_bytes(sw.log_path.read_bytes())
+    truth = {"scenario": name, "doc": SCENARIOS[name].__doc__, "steps": client.steps,
+             "files": client.files()}
+    (out / f"{name}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    return log
+
+
+def main(argv: list[str]) -> int:
+    import tempfile
+
+    out = Path(argv[0])
+    names = argv[1:] or list(SCENARIOS)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            print(record(name, out, Path(tmp) / name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
