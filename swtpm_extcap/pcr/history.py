@@ -117,6 +117,13 @@ class PcrHistory:
                 out.append(tuple(c for c in current if c is not None))
         return out
 
+    def changes_between(self, run: int, since: int, until: int) -> list[tuple[int, int, Change]]:
+        """The changes of ``run`` answered after line ``since`` and before ``until``:
+        (bank, PCR, change), in log order."""
+        found = [(c.line, alg, pcr, c) for (alg, pcr), changes in self._changes.items()
+                 for c in changes if c.run == run and since < c.line < until and c.what != "read"]
+        return [(alg, pcr, c) for _, alg, pcr, c in sorted(found, key=lambda f: (f[0], f[1], f[2]))]
+
     def runs(self) -> list[int]:
         """The runs the history knows, newest first."""
         seen = {s[0] for s in self._startups} | {c.run for d in self._changes.values() for c in d}

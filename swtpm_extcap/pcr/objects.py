@@ -39,10 +39,11 @@ class Entity:
     public: Public | NvPublic
     line: int  # the log line of the command that showed it
     how: str  # "loaded by Load", "created by CreatePrimary", "read by ReadPublic", ...
+    given_name: bytes | None = None  # the Name the TPM answered, where the public area is a template
 
     @property
     def name(self) -> bytes | None:
-        return self.public.name
+        return self.given_name if self.given_name is not None else self.public.name
 
     @property
     def auth_policy(self) -> bytes:
@@ -87,8 +88,9 @@ class Objects:
             return None, f"this Python cannot compute the Name of {describe_handle(handle)}"
         return entity.name, ""
 
-    def show(self, handle: int, public: Public | NvPublic, line: int, how: str) -> None:
-        self.handles[handle] = Entity(handle, public, line, how)
+    def show(self, handle: int, public: Public | NvPublic, line: int, how: str,
+             name: bytes | None = None) -> None:
+        self.handles[handle] = Entity(handle, public, line, how, name)
 
     def flush(self, handle: int) -> None:
         self.handles.pop(handle, None)
@@ -101,7 +103,7 @@ class Objects:
         entity = self.handles.get(handle)
         if entity is not None:
             self.handles[persistent] = Entity(persistent, entity.public, line,
-                                              "made persistent by EvictControl")
+                                              "made persistent by EvictControl", entity.given_name)
 
     def save(self, handle: int, context: bytes) -> None:
         entity = self.handles.get(handle)

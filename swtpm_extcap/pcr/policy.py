@@ -1,0 +1,427 @@
+"""Pure policy replay: parser events in; the PCR replay's outcomes, PolicyGetDigest
+self-checks and explained authorization failures out.
+
+Beside the PCR replay (:class:`~.replay.Replayer`, which it drives, so the PCR values
+are those at each command), :class:`PolicyReplay` follows every policy and trial
+session from StartAuthSession through its policy commands (their digests as
+:mod:`.policycommands` computes them) to the command it authorizes or the FlushContext
+that ends it, and the objects and NV indices the log shows (:mod:`.objects`). Every
+PolicyGetDigest answer is checked against the replayed digest; every failed
+authorization, and every policy session flushed unused whose digest is not the
+authPolicy of the object loaded before it, is explained (:mod:`.explain`).
+
+Only commands that matter are looked at (the policy commands, sessions, objects, NV
+indices, Startup, failures, and commands with sessions while a policy session is open).
+Nothing is guessed: an input the log does not have (a damaged record, a session started
+before the log, an encrypted parameter, a PCR the replay does not know) makes the digest
+unknown, with the reason.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+from ..swtpmlog.parser import Event, Kind, Record, RunStart
+from ..tpm.commands import tpm2_command_name
+from ..tpm.hashes import digest_size
+from ..tpm.rc import AUTHORIZATION, decode
+from ..tpm.structures import (
+    HT_HMAC_SESSION,
+    HT_POLICY_SESSION,
+    NV_READLOCKED,
+    NV_WRITELOCKED,
+    NV_WRITTEN,
+    TAG_SESSIONS,
+    Command,
+    Malformed,
+    Reader,
+    parse_command,
+    parse_response,
+    read_nv_public,
+    read_public,
+    read_sym_def,
+)
+from ..tpm.tables import SHAPES
+from . import explain
+from .findings import SESSION_POLICY, SESSION_TRIAL, DigestCheck, Done, Finding, Session
+from .history import PcrHistory
+from .objects import Objects
+from .policycommands import (
+    CC,
+    NAMES,
+    SESSION_HANDLE,
+    PolicyCall,
+    pcr_composite,
+    pcr_update,
+    read_call,
+)
+from .replay import Replayer
+from .types import Outcome, Startup
+
+_U32 = struct.Struct(">I")
+OTHER = {
+    "StartAuthSession": 0x176, "FlushContext": 0x165, "ContextSave": 0x162, "ContextLoad": 0x161,
+    "Load": 0x157, "CreatePrimary": 0x131, "CreateLoaded": 0x191, "LoadExternal": 0x167,
+    "ReadPublic": 0x173, "EvictControl": 0x120, "NV_DefineSpace": 0x12A,
+    "NV_UndefineSpace": 0x122, "NV_UndefineSpaceSpecial": 0x11F, "NV_ReadPublic": 0x169,
+    "NV_Write": 0x137, "NV_Increment": 0x134, "NV_Extend": 0x136, "NV_SetBits": 0x135,
+    "NV_WriteLock": 0x138, "NV_ReadLock": 0x14F, "Startup": 0x144,
+}
+_NV_SETS = {0x137: NV_WRITTEN, 0x134: NV_WRITTEN, 0x136: NV_WRITTEN, 0x135: NV_WRITTEN,
+            0x138: NV_WRITELOCKED, 0x14F: NV_READLOCKED}
+#: the command codes looked at whatever happens, as they appear in a command's bytes 6-10
+WATCHED = frozenset(_U32.pack(c) for c in (*CC.values(), *OTHER.values()))
+_SUCCESS = b"\0\0\0\0"
+_SESSIONS_TAG = TAG_SESSIONS.to_bytes(2, "big")
+
+
+def command_name(code: int) -> str:
+    name = tpm2_command_name(code)
+    return name[len("TPM2_CC_"):] if name else f"command 0x{code:08x}"
+
+
+def _intact(rec: Record) -> bool:
+    return (not rec[5] and len(rec[1]) == rec[4]) or rec.intact
+
+
+class PolicyReplay:
+    """Replays PCRs and policy sessions from parser events (see the module doc)."""
+
+    def __init__(self, replayer: Replayer | None = None) -> None:
+        self.replayer = replayer if replayer is not None else Replayer()
+        self.history = PcrHistory()
+        self.objects = Objects()
+        self.sessions: dict[int, Session] = {}
+        #: finished trial sessions (the policies the log built), newest last, bounded
+        self.trials: list[Session] = []
+        self._cmd: tuple[bytes, int, bool] | None = None  # data, line, intact
+        self._run = -1
+
+    @property
+    def run(self) -> int:
+        """The run being replayed (0-based)."""
+        return self._run
+
+    def pcr_now(self, alg: int, pcr: int) -> bytes | None:
+        """A PCR's replayed value now (None: unknown)."""
+        state = self.replayer.state
+        slots = state.banks.get(alg) if state is not None else None
+        return slots[pcr].value if slots is not None and 0 <= pcr < len(slots) else None
+
+    # -- events -------------------------------------------------------------------
+
+    def feed(self, events: Iterable[Event]) -> tuple[list[Outcome], list[Finding]]:
+        """Replay ``events`` (log order): the PCR replay's outcomes and the policy findings."""
+        events = events if isinstance(events, list) else list(events)
+        outcomes: list[Outcome] = []
+        found: list[Finding] = []
+        start = 0
+        watched, command, response = WATCHED, Kind.TPM_COMMAND, Kind.TPM_RESPONSE
+        for i, ev in enumerate(events):
+            if type(ev) is Record:
+                if ev[3] != self._run:
+                    self._new_run(ev[3])
+                kind = ev[0]
+                if kind is command:
+                    data = ev[1]
+                    cmd = self._cmd
+                    if cmd is not None and cmd[2] and len(cmd[0]) < _declared(cmd[0]):
+                        self._cmd = (cmd[0] + data, cmd[1], _intact(ev))  # a command read in pieces
+                        continue
+                    if cmd is not None and cmd[0][6:10] in watched:
+                        self._unanswered(cmd)
+                    self._cmd = (data, ev[2], _intact(ev))
+                elif kind is response:
+                    cmd = self._cmd
+                    if cmd is None:
+                        continue
+                    self._cmd = None
+                    data = cmd[0]
+                    if (data[6:10] in watched or ev[1][6:10] != _SUCCESS
+                            or (self.sessions and data[:2] == _SESSIONS_TAG) or not cmd[2]):
+                        # bring the PCR replay up to this response first
+                        outcomes += self._pcrs(events[start : i + 1])
+                        start = i + 1
+                        self._answer(cmd, ev, found)
+            elif type(ev) is RunStart:
+                self._new_run(ev.run)
+        outcomes += self._pcrs(events[start:])
+        return outcomes, found
+
+    def _pcrs(self, events: list[Event]) -> list[Outcome]:
+        if not events:
+            return []
+        out = self.replayer.feed(events)
+        if out:
+            self.history.add(out)
+            state = self.replayer.state
+            for o in out:
+                if type(o) is Startup and state is not None:
+                    self.history.startup(o, state)  # the slice ends at its response
+        return out
+
+    def _new_run(self, run: int) -> None:
+        self._run = run
+        self._cmd = None
+        self.sessions.clear()
+        self.objects.new_run()
+
+    # -- one command and its response -------------------------------------------------
+
+    def _unanswered(self, cmd: tuple[bytes, int, bool]) -> None:
+        self._lost(cmd[0], f"its response (after line {cmd[1]}) is not in the log")
+
+    def _lost(self, data: bytes, why: str) -> None:
+        """A command whose effect cannot be known: the sessions it names are unknown."""
+        code = _U32.unpack_from(data, 6)[0] if len(data) >= 10 else -1
+        if code in NAMES or code < 0 or code not in SHAPES:
+            for handle in _handles(data, code) or list(self.sessions):
+                session = self.sessions.get(handle)
+                if session is not None:
+                    session.digest, session.why = None, why
+
+    def _answer(self, cmd: tuple[bytes, int, bool], rsp: Record, found: list[Finding]) -> None:
+        data, line = cmd[0], cmd[1]
+        name = command_name(_U32.unpack_from(data, 6)[0]) if len(data) >= 10 else "a command"
+        if not cmd[2]:
+            self._lost(data, f"the {name} record at line {line} is damaged")
+            return
+        if not _intact(rsp):
+            self._lost(data, f"the response to {name} (line {rsp[2]}) is damaged")
+            return
+        code = _U32.unpack_from(data, 6)[0]
+        shape = SHAPES.get(code)
+        if shape is None:
+            return
+        try:
+            command = parse_command(data, shape[0])
+            response = parse_response(rsp[1], bool(shape[1]))
+            if response.rc:
+                self._failed(command, response.rc, line, rsp[2], found)
+            else:
+                self._succeeded(command, response.handle, response.reader(), line, rsp[2], found)
+        except Malformed as exc:
+            self._lost(data, f"{name} at line {line} does not parse: {exc}")
+
+    def _succeeded(self, cmd: Command, handle: int | None, out: Reader, line: int, answer: int,
+                   found: list[Finding]) -> None:
+        code = cmd.code
+        if code in NAMES:
+            if code == CC["PolicyGetDigest"]:
+                self._get_digest(cmd, out, line, answer, found)
+            else:
+                self._policy(cmd, line, answer)
+        elif code == OTHER["StartAuthSession"]:
+            r = cmd.reader()
+            r.tpm2b("nonceCaller")
+            r.tpm2b("encryptedSalt")
+            kind = r.u8("sessionType")
+            read_sym_def(r)
+            alg = r.u16("authHash")
+            size = digest_size(alg)
+            if handle is not None and kind in (SESSION_POLICY, SESSION_TRIAL):
+                self.sessions[handle] = Session(
+                    handle, self._run, line, kind == SESSION_TRIAL, alg,
+                    bytes(size) if size else None,
+                    "" if size else f"unknown hash algorithm 0x{alg:04x}")
+        elif code == OTHER["FlushContext"]:
+            flushed = cmd.reader().u32("flushHandle")
+            session = self.sessions.pop(flushed, None)
+            if session is not None:
+                self._ended(session, line, answer, found)
+            else:
+                self.objects.flush(flushed)
+        elif code in _NV_SETS:
+            self.objects.nv_set(cmd.handles[1], _NV_SETS[code])
+        else:
+            self._objects(cmd, handle, out, line)
+        self._used(cmd, answer)
+
+    def _objects(self, cmd: Command, handle: int | None, out: Reader, line: int) -> None:
+        code, objects = cmd.code, self.objects
+        if code == OTHER["ContextSave"]:
+            objects.save(cmd.handles[0], out.take(out.left))
+        elif code == OTHER["ContextLoad"] and handle is not None:
+            if handle >> 24 not in (HT_HMAC_SESSION, HT_POLICY_SESSION):
+                r = cmd.reader()
+                objects.load(r.take(r.left), handle, line)
+        elif code == OTHER["Load"] and handle is not None:
+            r = cmd.reader()
+            r.tpm2b("inPrivate")
+            objects.show(handle, read_public(r), line, "loaded by Load")
+        elif code in (OTHER["CreatePrimary"], OTHER["CreateLoaded"]) and handle is not None:
+            r = cmd.reader()
+            r.tpm2b("inSensitive")
+            template = read_public(r)  # the TPM fills in `unique`: the Name is in the answer
+            out.tpm2b("outPublic" if code == OTHER["CreatePrimary"] else "outPrivate")
+            if code == OTHER["CreatePrimary"]:
+                out.tpm2b("creationData")
+                out.tpm2b("creationHash")
+                out.u16("creationTicket")
+                out.u32("creationTicket")
+                out.tpm2b("creationTicket")
+            else:
+                out.tpm2b("outPublic")
+            objects.show(handle, template, line, f"created by {command_name(code)}",
+                         name=out.tpm2b("name"))
+        elif code == OTHER["LoadExternal"] and handle is not None:
+            r = cmd.reader()
+            r.tpm2b("inPrivate")
+            objects.show(handle, read_public(r), line, "loaded by LoadExternal")
+        elif code == OTHER["ReadPublic"]:
+            objects.show(cmd.handles[0], read_public(out), line, "read by ReadPublic")
+        elif code == OTHER["EvictControl"]:
+            objects.evict(cmd.handles[1], cmd.reader().u32("persistentHandle"), line)
+        elif code == OTHER["NV_DefineSpace"]:
+            r = cmd.reader()
+            r.tpm2b("auth")
+            public = read_nv_public(r)
+            objects.show(public.index, public, line, "defined by NV_DefineSpace")
+        elif code == OTHER["NV_ReadPublic"]:
+            objects.show(cmd.handles[0], read_nv_public(out), line, "read by NV_ReadPublic")
+        elif code in (OTHER["NV_UndefineSpace"], OTHER["NV_UndefineSpaceSpecial"]):
+            objects.flush(cmd.handles[1 if code == OTHER["NV_UndefineSpace"] else 0])
+        elif code == OTHER["Startup"]:
+            self.sessions.clear()  # sessions do not survive a TPM reset or restart
+
+    # -- policy sessions ------------------------------------------------------------------
+
+    def _session(self, handle: int) -> Session:
+        session = self.sessions.get(handle)
+        if session is None:  # started before the log, or its start was lost
+            session = self.sessions[handle] = Session(
+                handle, self._run, 0, False, 0, None, "its StartAuthSession is not in the log")
+        return session
+
+    def _policy(self, cmd: Command, line: int, answer: int) -> None:
+        code = cmd.code
+        session = self._session(cmd.handles[_session_index(code)])
+        call = read_call(cmd, session.alg, self.objects.name_of, command_name)
+        values: list[tuple[int, int, bytes | None, str]] = []
+        if call.selection is not None:
+            values = self._pcr_values(call)
+            session.pcr_line = answer
+            if call.update is None and not call.why:
+                call = self._pcr_call(call, session.alg, values)
+        if code == CC["PolicyRestart"]:
+            session.reset()
+            return
+        update = call.update
+        before = session.digest
+        if update is None or before is None:
+            new, why = None, call.why or session.why
+        else:
+            new = update.apply(session.alg, before)
+            why = "" if new is not None else "this Python cannot compute the session's hash"
+        session.steps.append(Done(call, line, answer, update, new, why,
+                                  tuple((a, p, v) for a, p, v, _ in values)))
+        session.digest, session.why = new, why
+        if call.command_code:
+            session.command_code, session.command_code_line = call.command_code, line
+        session.auth_value |= call.auth_value
+        session.password |= call.password
+
+    def _pcr_values(self, call: PolicyCall) -> list[tuple[int, int, bytes | None, str]]:
+        """The replayed value of each selected PCR (bank, PCR, value, why unknown)."""
+        state = self.replayer.state
+        out = []
+        assert call.selection is not None
+        for alg, pcr in call.selection.pcrs():
+            slots = state.banks.get(alg) if state is not None else None
+            if slots is None or pcr >= len(slots):
+                out.append((alg, pcr, None, "not a PCR the replay knows"))
+            else:
+                out.append((alg, pcr, slots[pcr].value, slots[pcr].why))
+        return out
+
+    def _pcr_call(self, call: PolicyCall, alg: int,
+                  values: list[tuple[int, int, bytes | None, str]]) -> PolicyCall:
+        """A PolicyPCR without a pcrDigest: the TPM hashed its current PCRs; so does the replay."""
+        missing = [f"PCR {pcr}" for _, pcr, v, _ in values if v is None]
+        if missing:
+            why = next((slot_why for _, pcr, v, slot_why in values if v is None and slot_why), "")
+            return call.unknown(f"the replay does not know {', '.join(missing)}"
+                                + (f" ({why})" if why else ""))
+        composite = pcr_composite(alg, [v for _, _, v, _ in values if v is not None])
+        assert call.selection is not None
+        if composite is None:
+            return call.unknown("this Python cannot compute the session's hash")
+        return PolicyCall(call.code, call.session, call.detail, pcr_update(call.selection, composite),
+                          selection=call.selection, pcr_digest=composite)
+
+    def _get_digest(self, cmd: Command, out: Reader, line: int, answer: int,
+                    found: list[Finding]) -> None:
+        if any(s.encrypt for s in cmd.sessions):
+            return  # the answer is encrypted: nothing to check
+        tpm = out.tpm2b("policyDigest")
+        session = self._session(cmd.handles[0])
+        replay = session.digest
+        if replay == tpm:
+            status, why = "match", ""
+        elif replay is None:
+            status, why = "unknown", session.why
+        else:
+            status, why = "mismatch", ""
+        found.append(DigestCheck(self._run, line, answer, session.handle, replay, tpm, status, why))
+        if status != "match":
+            session.digest, session.why = tpm, ""  # the TPM said so: go on from its value
+            if not session.alg:
+                session.alg = {20: 0x0004, 32: 0x000B, 48: 0x000C, 64: 0x000D}.get(len(tpm), 0)
+        session.tpm_digest, session.tpm_digest_line = tpm, answer
+
+    def _used(self, cmd: Command, answer: int) -> None:
+        """The policy sessions that authorized ``cmd`` (it succeeded): reset or ended."""
+        if not self.sessions or not cmd.sessions:
+            return
+        roles = SHAPES.get(cmd.code, (0, 0, ""))[2]
+        for i, auth in enumerate(cmd.sessions):
+            session = self.sessions.get(auth.handle)
+            if session is None or i >= len(roles) or roles[i] == "-":
+                continue
+            session.used = True
+            if auth.continues:
+                session.reset()
+            else:
+                del self.sessions[auth.handle]
+                if session.trial:
+                    self._keep_trial(session)
+
+    def _keep_trial(self, session: Session) -> None:
+        self.trials.append(session)
+        del self.trials[:-32]
+
+    def _ended(self, session: Session, line: int, answer: int, found: list[Finding]) -> None:
+        """A FlushContext of a policy session: abandoned, if it was built for an object it
+        does not satisfy."""
+        if session.trial:
+            self._keep_trial(session)
+            return
+        if session.used or not session.steps:
+            return
+        finding = explain.abandoned(self, session, line, answer)
+        if finding is not None:
+            found.append(finding)
+
+    def _failed(self, cmd: Command, rc: int, line: int, answer: int, found: list[Finding]) -> None:
+        code = cmd.code
+        if code in NAMES:
+            session = self.sessions.get(cmd.handles[_session_index(code)]) if cmd.handles else None
+            found.append(explain.policy_failure(self, cmd, rc, session, line, answer))
+        elif decode(rc).base in AUTHORIZATION:
+            found.append(explain.authorization_failure(self, cmd, rc, line, answer))
+
+
+def _session_index(code: int) -> int:
+    return SESSION_HANDLE.get(code, 0)
+
+
+def _declared(data: bytes) -> int:
+    return int(_U32.unpack_from(data, 2)[0]) if len(data) >= 6 else 0
+
+
+def _handles(data: bytes, code: int) -> list[int]:
+    """The handles of a (maybe damaged) command, as far as they can be read."""
+    count = SHAPES.get(code, (0, 0, ""))[0]
+    return [int(_U32.unpack_from(data, 10 + 4 * i)[0]) for i in range(count)
+            if len(data) >= 14 + 4 * i]
