@@ -104,8 +104,154 @@ def pcr_seal(c: Client) -> None:
         c.run("tpm2_flushcontext", "pol.ctx")
 
 
+def _trial(c: Client, out: str, *steps: tuple[str, ...]) -> None:
+    """A trial session through ``steps`` (tpm2_policy* argument lists, without -S/-L)
+    whose digest ends in ``out``."""
+    c.run("tpm2_startauthsession", "-S", "trial.ctx")
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        c.run(step[0], "-S", "trial.ctx", *step[1:], *(["-L", out] if last else []))
+    c.run("tpm2_flushcontext", "trial.ctx")
+
+
+def _policy(c: Client, *steps: tuple[str, ...], ok: bool = True) -> None:
+    """A policy session pol.ctx through ``steps``; the last may fail (``ok``)."""
+    c.run("tpm2_startauthsession", "--policy-session", "-S", "pol.ctx")
+    for i, step in enumerate(steps):
+        c.run(step[0], "-S", "pol.ctx", *step[1:], ok=ok or i < len(steps) - 1)
+
+
+def pcr_or(c: Client) -> None:
+    """PolicyOR of two PCR 7 states: unseals in either, fails in a third."""
+    import hashlib
+
+    c.firmware()
+    c.primary()
+    c.run("tpm2_pcrread", "sha256:7", "-o", "state-a.bin")
+    next_value = hashlib.sha256((c.work / "state-a.bin").read_bytes() + bytes([0xF1]) * 32).digest()
+    (c.work / "state-b.bin").write_bytes(next_value)  # PCR 7 after the next update's extend
+    _trial(c, "a.policy", ("tpm2_policypcr", "-l", "sha256:7", "-f", "state-a.bin"))
+    _trial(c, "b.policy", ("tpm2_policypcr", "-l", "sha256:7", "-f", "state-b.bin"))
+    _trial(c, "or.policy", ("tpm2_policypcr", "-l", "sha256:7", "-f", "state-a.bin"),
+           ("tpm2_policyor", "-l", "sha256:a.policy,b.policy"))
+    c.seal("or.policy")
+    for extend, ok in ((None, True), ("f1", True), ("f2", False)):
+        if extend:
+            c.run("tpm2_pcrextend", f"7:sha256={extend * 32}")
+        _policy(c, ("tpm2_policypcr", "-l", "sha256:7"),
+                ("tpm2_policyor", "-l", "sha256:a.policy,b.policy"), ok=ok)
+        if ok:
+            c.run("tpm2_unseal", "-c", "seal.ctx", "-p", "session:pol.ctx", flush=True)
+        c.run("tpm2_flushcontext", "pol.ctx")
+
+
+def command_code(c: Client) -> None:
+    """PolicyAuthValue + PolicyCommandCode(Unseal), used with the right command and password,
+    then with the wrong password, then for another command (ObjectChangeAuth)."""
+    c.firmware()
+    c.primary()
+    steps = (("tpm2_policyauthvalue",), ("tpm2_policycommandcode", "TPM2_CC_Unseal"))
+    _trial(c, "cc.policy", *steps)
+    c.seal("cc.policy", attrs="fixedtpm|fixedparent|adminwithpolicy", auth="s3cret")
+    for password, ok in (("s3cret", True), ("wrong", False)):
+        _policy(c, *steps)
+        c.run("tpm2_unseal", "-c", "seal.ctx", "-p", f"session:pol.ctx+{password}", ok=ok, flush=True)
+        c.run("tpm2_flushcontext", "pol.ctx")
+    _policy(c, *steps)
+    c.run("tpm2_changeauth", "-c", "seal.ctx", "-C", "prim.ctx", "-p", "session:pol.ctx+s3cret",
+          "-r", "new.priv", "n3w", ok=False, flush=True)
+    c.run("tpm2_flushcontext", "pol.ctx")
+
+
+def policy_secret(c: Client) -> None:
+    """A secret sealed to PolicySecret(owner hierarchy): unseals with the owner password,
+    PolicySecret fails with a wrong one."""
+    c.firmware()
+    c.run("tpm2_changeauth", "-c", "o", "ownerpass")
+    c.run("tpm2_createprimary", "-C", "o", "-P", "ownerpass", "-g", "sha256", "-G", "ecc256:aes128cfb",
+          "-c", "prim.ctx", flush=True)
+    _trial(c, "secret.policy", ("tpm2_policysecret", "-c", "o", "ownerpass"))
+    c.seal("secret.policy")
+    _policy(c, ("tpm2_policysecret", "-c", "o", "ownerpass"))
+    c.run("tpm2_unseal", "-c", "seal.ctx", "-p", "session:pol.ctx", flush=True)
+    c.run("tpm2_flushcontext", "pol.ctx")
+    _policy(c, ("tpm2_policysecret", "-c", "o", "guessed"), ok=False)
+    c.run("tpm2_flushcontext", "pol.ctx")
+
+
+def nv_policy(c: Client) -> None:
+    """An NV index whose authPolicy is PolicyCommandCode(NV_Write) OR PolicyPCR(7) +
+    PolicyCommandCode(NV_Read): written, read, then read again after PCR 7 moved."""
+    c.firmware()
+    c.run("tpm2_pcrread", "sha256:7", "-o", "pcr7.bin")
+    write = ("tpm2_policycommandcode", "TPM2_CC_NV_Write")
+    read = (("tpm2_policypcr", "-l", "sha256:7", "-f", "pcr7.bin"),
+            ("tpm2_policycommandcode", "TPM2_CC_NV_Read"))
+    _trial(c, "write.policy", write)
+    _trial(c, "read.policy", *read)
+    _trial(c, "nv.policy", write, ("tpm2_policyor", "-l", "sha256:write.policy,read.policy"))
+    index = "0x1500020"
+    c.run("tpm2_nvdefine", index, "-C", "o", "-s", "32", "-L", "nv.policy",
+          "-a", "policywrite|policyread|ownerread")
+    (c.work / "nvdata.bin").write_bytes(bytes(range(32)))
+    _policy(c, write, ("tpm2_policyor", "-l", "sha256:write.policy,read.policy"))
+    c.run("tpm2_nvwrite", index, "-C", index, "-P", "session:pol.ctx", "-i", "nvdata.bin")
+    c.run("tpm2_flushcontext", "pol.ctx")
+    for extend, ok in ((None, True), ("99", False)):
+        if extend:
+            c.run("tpm2_pcrextend", f"7:sha256={extend * 32}")
+        _policy(c, ("tpm2_policypcr", "-l", "sha256:7"), read[1])
+        c.run("tpm2_policyor", "-S", "pol.ctx", "-l", "sha256:write.policy,read.policy", ok=ok)
+        if ok:
+            c.run("tpm2_nvread", index, "-C", index, "-P", "session:pol.ctx", "-s", "32")
+        c.run("tpm2_flushcontext", "pol.ctx")
+    c.run("tpm2_nvundefine", index, "-C", "o")
+
+
+def cryptenroll(c: Client) -> None:
+    """A systemd-cryptenroll-like flow: PolicyPCR on 7 with the enrolled PCR values given
+    as pcrDigest; after PCR 7 moved, PolicyPCR itself fails."""
+    c.firmware()
+    c.primary()
+    c.run("tpm2_pcrread", "sha256:7", "-o", "enrolled.bin")
+    _trial(c, "pcr7.policy", ("tpm2_policypcr", "-l", "sha256:7", "-f", "enrolled.bin"))
+    c.seal("pcr7.policy")
+    for extend, ok in ((None, True), ("5e", False)):
+        if extend:
+            c.run("tpm2_pcrextend", f"7:sha256={extend * 32}")
+        _policy(c, ("tpm2_policypcr", "-l", "sha256:7", "-f", "enrolled.bin"), ok=ok)
+        if ok:
+            c.run("tpm2_unseal", "-c", "seal.ctx", "-p", "session:pol.ctx", flush=True)
+        c.run("tpm2_flushcontext", "pol.ctx")
+
+
+def systemd_creds(c: Client) -> None:
+    """systemd-creds encrypt --with-key=tpm2 --tpm2-pcrs=7; decrypt; PCR 7 extended; the
+    second decrypt abandons its policy session (systemd compares the digests itself) and
+    exits without flushing it; a resource manager then flushes the session of the client
+    that went away (``tpm2_flushcontext -l`` here, as the kernel's /dev/tpmrm0 does); a
+    third decrypt leaves its session open at the end of the log."""
+    c.firmware()
+    device = f"--tpm2-device=swtpm:host={realtpm.HOST},port={c.sw.port}"
+    (c.work / "plain.txt").write_text("a credential\n")
+    c.run("systemd-creds", "encrypt", "--with-key=tpm2", device, "--tpm2-pcrs=7", "--name=disk",
+          "plain.txt", "disk.cred")
+    c.run("systemd-creds", "decrypt", device, "--name=disk", "disk.cred", "-")
+    c.run("tpm2_pcrextend", "7:sha256=" + "ee" * 32)
+    c.run("systemd-creds", "decrypt", device, "--name=disk", "disk.cred", "-", ok=False)
+    c.run("tpm2_flushcontext", "-l")
+    c.run("tpm2_flushcontext", "-t")
+    c.run("systemd-creds", "decrypt", device, "--name=disk", "disk.cred", "-", ok=False)
+
+
 SCENARIOS: dict[str, Callable[[Client], None]] = {
     "pcr-seal": pcr_seal,
+    "pcr-or": pcr_or,
+    "command-code": command_code,
+    "policy-secret": policy_secret,
+    "nv-policy": nv_policy,
+    "cryptenroll": cryptenroll,
+    "systemd-creds": systemd_creds,
 }
 
 #: the [id=] epoch of each scenario's log (fixed, so a re-recording diffs cleanly)
