@@ -247,9 +247,10 @@ def authorization_failure(replay: Replay, cmd: Command, rc: int, line: int,
         text = (f"{head}: PCRs changed after PolicyPCR checked them in {session.describe()}"
                 f" (answered at line {session.pcr_line}): {moved}. Run the policy commands again.")
     elif session is not None and base in (AUTH_FAIL, BAD_AUTH):
-        how = "password (PolicyPassword)" if session.password else "HMAC keyed with its authValue (PolicyAuthValue)"
-        text = (f"{head}: {session.describe()} also needs the {how} of {target}, and the one given"
-                f" is wrong (a wrong password){_da(base)}.")
+        step = "PolicyPassword" if session.password else "PolicyAuthValue"
+        how = "password" if session.password else "an HMAC keyed with the authValue"
+        text = (f"{head}: {session.describe()} has {step}, so the command also needs {how} of"
+                f" {target}; the one given does not match it (a wrong password){_da(base)}.")
     elif session is not None:
         wants, wanted = _entity_wants(entity, handle)
         text = f"{head}: it was authorized by {session.describe()}, {_session_digest(session)}; {wants}."
@@ -277,7 +278,7 @@ def authorization_failure(replay: Replay, cmd: Command, rc: int, line: int,
 
 def _da(base: int) -> str:
     return ("; the TPM's dictionary-attack protection counts this failure" if base == AUTH_FAIL
-            else "; the entity is not protected against dictionary attacks (noDA)")
+            else "; BAD_AUTH: the dictionary-attack protection does not count it")
 
 
 def replay_session(replay: Replay, handle: int) -> Session | None:
@@ -375,7 +376,8 @@ def _probe_call(code: int, handle: int, selection: PcrSelection) -> PolicyCall:
     return PolicyCall(code, handle, describe_selection(selection), None, selection=selection)
 
 
-def abandoned(replay: Replay, session: Session, line: int, answer: int) -> Explanation | None:
+def abandoned(replay: Replay, session: Session, how: str, line: int,
+              answer: int) -> Explanation | None:
     """A policy session flushed unused: a failure the client saw, when its digest is not the
     authPolicy of the object loaded before it was started."""
     had = session.tpm_digest if session.tpm_digest is not None else session.digest
@@ -387,10 +389,10 @@ def abandoned(replay: Replay, session: Session, line: int, answer: int) -> Expla
         return None
     entity = max(candidates, key=lambda e: e.line)
     wanted = entity.auth_policy
-    text = (f"{session.describe()} was flushed at line {line} without authorizing anything:"
-            f" {_session_digest(session)[len('whose '):]}, but {entity.describe()} wants authPolicy"
-            f" {wanted.hex()}, so the client gave up before using it.")
-    story, causes = _pcr_story(replay, session, {wanted}, None, "that authPolicy", line)
+    text = (f"The {session.describe()} {how}: its {_session_digest(session)[len('whose '):]},"
+            f" but {entity.describe()} wants authPolicy {wanted.hex()}, so the client gave up"
+            " before using it.")
+    story, causes = _pcr_story(replay, session, {wanted}, None, "that authPolicy", line or 1 << 62)
     text += story + (_built_by(replay, wanted) if not causes else "")
     return Explanation(replay.run, line, answer, "abandoned", "FlushContext", 0, text,
                        session.handle, entity.handle, wanted, had, tuple(causes))

@@ -49,6 +49,7 @@ class Session:
     password: bool = False
     pcr_line: int = 0  # the answer of the last PolicyPCR (the TPM's PCR counter check)
     used: bool = False
+    failed: bool = False  # a failure of (or with) it was explained
     tpm_digest: bytes | None = None  # the last PolicyGetDigest answer
     tpm_digest_line: int = 0
 

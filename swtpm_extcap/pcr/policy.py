@@ -121,7 +121,7 @@ class PolicyReplay:
         for i, ev in enumerate(events):
             if type(ev) is Record:
                 if ev[3] != self._run:
-                    self._new_run(ev[3])
+                    self._new_run(ev[3], ev[2], found)
                 kind = ev[0]
                 if kind is command:
                     data = ev[1]
@@ -145,9 +145,20 @@ class PolicyReplay:
                         start = i + 1
                         self._answer(cmd, ev, found)
             elif type(ev) is RunStart:
-                self._new_run(ev.run)
+                self._new_run(ev.run, ev.line, found)
         outcomes += self._pcrs(events[start:])
         return outcomes, found
+
+    def finish(self) -> list[Finding]:
+        """End of the log: the policy sessions still open and never used."""
+        found: list[Finding] = []
+        self._close_sessions("was still open and unused at the end of the log", 0, found)
+        return found
+
+    def _close_sessions(self, how: str, line: int, found: list[Finding]) -> None:
+        for session in list(self.sessions.values()):
+            self._ended(session, how, line, 0, found)
+        self.sessions.clear()
 
     def _pcrs(self, events: list[Event]) -> list[Outcome]:
         if not events:
@@ -161,10 +172,13 @@ class PolicyReplay:
                     self.history.startup(o, state)  # the slice ends at its response
         return out
 
-    def _new_run(self, run: int) -> None:
+    def _new_run(self, run: int, line: int, found: list[Finding]) -> None:
+        if run == self._run:
+            return
+        self._close_sessions(f"was never used: its run ended (run {run + 1} starts at line {line})",
+                             0, found)
         self._run = run
         self._cmd = None
-        self.sessions.clear()
         self.objects.new_run()
 
     # -- one command and its response -------------------------------------------------
@@ -229,7 +243,8 @@ class PolicyReplay:
             flushed = cmd.reader().u32("flushHandle")
             session = self.sessions.pop(flushed, None)
             if session is not None:
-                self._ended(session, line, answer, found)
+                self._ended(session, f"was flushed at line {line} without authorizing anything",
+                            line, answer, found)
             else:
                 self.objects.flush(flushed)
         elif code in _NV_SETS:
@@ -325,7 +340,7 @@ class PolicyReplay:
     def _pcr_values(self, call: PolicyCall) -> list[tuple[int, int, bytes | None, str]]:
         """The replayed value of each selected PCR (bank, PCR, value, why unknown)."""
         state = self.replayer.state
-        out = []
+        out: list[tuple[int, int, bytes | None, str]] = []
         assert call.selection is not None
         for alg, pcr in call.selection.pcrs():
             slots = state.banks.get(alg) if state is not None else None
@@ -391,15 +406,16 @@ class PolicyReplay:
         self.trials.append(session)
         del self.trials[:-32]
 
-    def _ended(self, session: Session, line: int, answer: int, found: list[Finding]) -> None:
-        """A FlushContext of a policy session: abandoned, if it was built for an object it
-        does not satisfy."""
+    def _ended(self, session: Session, how: str, line: int, answer: int,
+               found: list[Finding]) -> None:
+        """A policy session ends (``how``): abandoned, if it was built for an object it
+        does not satisfy, never used, and no failure of it was explained already."""
         if session.trial:
             self._keep_trial(session)
             return
-        if session.used or not session.steps:
+        if session.used or session.failed or not session.steps:
             return
-        finding = explain.abandoned(self, session, line, answer)
+        finding = explain.abandoned(self, session, how, line, answer)
         if finding is not None:
             found.append(finding)
 
@@ -410,6 +426,15 @@ class PolicyReplay:
             found.append(explain.policy_failure(self, cmd, rc, session, line, answer))
         elif decode(rc).base in AUTHORIZATION:
             found.append(explain.authorization_failure(self, cmd, rc, line, answer))
+        else:
+            return
+        for auth in cmd.sessions:
+            if auth.handle in self.sessions:
+                self.sessions[auth.handle].failed = True
+        if code in NAMES and cmd.handles:
+            session = self.sessions.get(cmd.handles[_session_index(code)])
+            if session is not None:
+                session.failed = True
 
 
 def _session_index(code: int) -> int:
