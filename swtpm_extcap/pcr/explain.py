@@ -185,7 +185,12 @@ def _parted(replay: Replay, cause: PcrCause) -> str:
 def _pcr_story(replay: Replay, session: Session, targets: set[bytes], upto: int | None,
                what: str, until: int) -> tuple[str, list[PcrCause]]:
     """' That authPolicy is PolicyPCR(...) with PCR 7 = ...: ...' or why none was found."""
-    if not any(s.call.selection is not None for s in session.steps[:upto]):
+    steps = session.steps[:upto]
+    lost = next((s for s in steps if s.update is None and s.call.selection is None), None)
+    if lost is not None:
+        return (f" Which PCR values would give {what} cannot be searched: {lost.call.name}"
+                f" is not known ({lost.why}).", [])
+    if not any(s.call.selection is not None for s in steps):
         return "", []
     found = search(replay, session, targets, upto, until)
     if found is None:

@@ -28,6 +28,8 @@ class Done:
     values: tuple[tuple[int, int, bytes | None], ...] = ()
 
     def describe(self) -> str:
+        if not self.line:
+            return f"{self.call.name} ({self.why})"
         return f"{self.call.describe()} at line {self.line}"
 
 

@@ -194,17 +194,20 @@ class PolicyReplay:
                 session = self.sessions.get(handle)
                 if session is not None:
                     session.digest, session.why = None, why
+                    if code != CC["PolicyGetDigest"]:  # a policy command, or maybe one
+                        call = PolicyCall(code if code in NAMES else -1, handle, "", None, why)
+                        session.steps.append(Done(call, 0, 0, None, None, why))
 
     def _answer(self, cmd: tuple[bytes, int, bool], rsp: Record, found: list[Finding]) -> None:
         data, line = cmd[0], cmd[1]
-        name = command_name(_U32.unpack_from(data, 6)[0]) if len(data) >= 10 else "a command"
+        code = _U32.unpack_from(data, 6)[0] if len(data) >= 10 else -1
+        name = f"the {command_name(code)}" if code in SHAPES else "a"
         if not cmd[2]:
-            self._lost(data, f"the {name} record at line {line} is damaged")
+            self._lost(data, f"{name} record at line {line} is damaged")
             return
         if not _intact(rsp):
-            self._lost(data, f"the response to {name} (line {rsp[2]}) is damaged")
+            self._lost(data, f"the response to {name} command (line {rsp[2]}) is damaged")
             return
-        code = _U32.unpack_from(data, 6)[0]
         shape = SHAPES.get(code)
         if shape is None:
             return
@@ -216,7 +219,7 @@ class PolicyReplay:
             else:
                 self._succeeded(command, response.handle, response.reader(), line, rsp[2], found)
         except Malformed as exc:
-            self._lost(data, f"{name} at line {line} does not parse: {exc}")
+            self._lost(data, f"{name} command at line {line} does not parse: {exc}")
 
     def _succeeded(self, cmd: Command, handle: int | None, out: Reader, line: int, answer: int,
                    found: list[Finding]) -> None:

@@ -102,6 +102,8 @@ class PolicyCall:
 
     @property
     def name(self) -> str:
+        if self.code < 0:
+            return "a damaged command"
         return NAMES.get(self.code, f"policy command 0x{self.code:x}")
 
     def describe(self) -> str:
