@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 import realtpm
 from conftest import missing_tool, run_cli

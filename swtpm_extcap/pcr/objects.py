@@ -11,14 +11,28 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from ..tpm.structures import (
+    HT_HMAC_SESSION,
     HT_NV,
     HT_PERSISTENT,
+    HT_POLICY_SESSION,
     HT_TRANSIENT,
+    Command,
     NvPublic,
     Public,
+    Reader,
     handle_name,
+    read_nv_public,
+    read_public,
 )
 
+OTHER = {
+    "StartAuthSession": 0x176, "FlushContext": 0x165, "ContextSave": 0x162, "ContextLoad": 0x161,
+    "Load": 0x157, "CreatePrimary": 0x131, "CreateLoaded": 0x191, "LoadExternal": 0x167,
+    "ReadPublic": 0x173, "EvictControl": 0x120, "NV_DefineSpace": 0x12A,
+    "NV_UndefineSpace": 0x122, "NV_UndefineSpaceSpecial": 0x11F, "NV_ReadPublic": 0x169,
+    "NV_Write": 0x137, "NV_Increment": 0x134, "NV_Extend": 0x136, "NV_SetBits": 0x135,
+    "NV_WriteLock": 0x138, "NV_ReadLock": 0x14F, "Startup": 0x144,
+}
 #: saved contexts remembered (tpm2-tools saves one per command it runs)
 KEEP_CONTEXTS = 512
 _PERMANENT = {
@@ -91,6 +105,52 @@ class Objects:
     def show(self, handle: int, public: Public | NvPublic, line: int, how: str,
              name: bytes | None = None) -> None:
         self.handles[handle] = Entity(handle, public, line, how, name)
+
+    def follow(self, cmd: Command, handle: int | None, out: Reader, line: int) -> None:
+        """What a successful command (``out``: its parameters) did to handles and entities."""
+        code, objects = cmd.code, self
+        if code == OTHER["ContextSave"]:
+            objects.save(cmd.handles[0], out.take(out.left))
+        elif code == OTHER["ContextLoad"] and handle is not None:
+            if handle >> 24 not in (HT_HMAC_SESSION, HT_POLICY_SESSION):
+                r = cmd.reader()
+                objects.load(r.take(r.left), handle, line)
+        elif code == OTHER["Load"] and handle is not None:
+            r = cmd.reader()
+            r.tpm2b("inPrivate")
+            objects.show(handle, read_public(r), line, "loaded by Load")
+        elif code in (OTHER["CreatePrimary"], OTHER["CreateLoaded"]) and handle is not None:
+            r = cmd.reader()
+            r.tpm2b("inSensitive")
+            template = read_public(r)  # the TPM fills in `unique`: the Name is in the answer
+            out.tpm2b("outPublic" if code == OTHER["CreatePrimary"] else "outPrivate")
+            if code == OTHER["CreatePrimary"]:
+                out.tpm2b("creationData")
+                out.tpm2b("creationHash")
+                out.u16("creationTicket")
+                out.u32("creationTicket")
+                out.tpm2b("creationTicket")
+            else:
+                out.tpm2b("outPublic")
+            objects.show(handle, template, line, "created by " + ("CreatePrimary" if code == OTHER["CreatePrimary"] else "CreateLoaded"),
+                         name=out.tpm2b("name"))
+        elif code == OTHER["LoadExternal"] and handle is not None:
+            r = cmd.reader()
+            r.tpm2b("inPrivate")
+            objects.show(handle, read_public(r), line, "loaded by LoadExternal")
+        elif code == OTHER["ReadPublic"]:
+            objects.show(cmd.handles[0], read_public(out), line, "read by ReadPublic")
+        elif code == OTHER["EvictControl"]:
+            objects.evict(cmd.handles[1], cmd.reader().u32("persistentHandle"), line)
+        elif code == OTHER["NV_DefineSpace"]:
+            r = cmd.reader()
+            r.tpm2b("auth")
+            public = read_nv_public(r)
+            objects.show(public.index, public, line, "defined by NV_DefineSpace")
+        elif code == OTHER["NV_ReadPublic"]:
+            objects.show(cmd.handles[0], read_nv_public(out), line, "read by NV_ReadPublic")
+        elif code in (OTHER["NV_UndefineSpace"], OTHER["NV_UndefineSpaceSpecial"]):
+            objects.flush(cmd.handles[1 if code == OTHER["NV_UndefineSpace"] else 0])
 
     def flush(self, handle: int) -> None:
         self.handles.pop(handle, None)

@@ -27,8 +27,6 @@ from ..tpm.commands import tpm2_command_name
 from ..tpm.hashes import digest_size
 from ..tpm.rc import AUTHORIZATION, decode
 from ..tpm.structures import (
-    HT_HMAC_SESSION,
-    HT_POLICY_SESSION,
     NV_READLOCKED,
     NV_WRITELOCKED,
     NV_WRITTEN,
@@ -38,15 +36,13 @@ from ..tpm.structures import (
     Reader,
     parse_command,
     parse_response,
-    read_nv_public,
-    read_public,
     read_sym_def,
 )
 from ..tpm.tables import SHAPES
 from . import explain
 from .findings import SESSION_POLICY, SESSION_TRIAL, DigestCheck, Done, Finding, Session
 from .history import PcrHistory
-from .objects import Objects
+from .objects import OTHER, Objects
 from .policycommands import (
     CC,
     NAMES,
@@ -60,14 +56,6 @@ from .replay import Replayer
 from .types import Outcome, Startup
 
 _U32 = struct.Struct(">I")
-OTHER = {
-    "StartAuthSession": 0x176, "FlushContext": 0x165, "ContextSave": 0x162, "ContextLoad": 0x161,
-    "Load": 0x157, "CreatePrimary": 0x131, "CreateLoaded": 0x191, "LoadExternal": 0x167,
-    "ReadPublic": 0x173, "EvictControl": 0x120, "NV_DefineSpace": 0x12A,
-    "NV_UndefineSpace": 0x122, "NV_UndefineSpaceSpecial": 0x11F, "NV_ReadPublic": 0x169,
-    "NV_Write": 0x137, "NV_Increment": 0x134, "NV_Extend": 0x136, "NV_SetBits": 0x135,
-    "NV_WriteLock": 0x138, "NV_ReadLock": 0x14F, "Startup": 0x144,
-}
 _NV_SETS = {0x137: NV_WRITTEN, 0x134: NV_WRITTEN, 0x136: NV_WRITTEN, 0x135: NV_WRITTEN,
             0x138: NV_WRITELOCKED, 0x14F: NV_READLOCKED}
 #: the command codes looked at whatever happens, as they appear in a command's bytes 6-10
@@ -95,7 +83,9 @@ class PolicyReplay:
         self.sessions: dict[int, Session] = {}
         #: finished trial sessions (the policies the log built), newest last, bounded
         self.trials: list[Session] = []
-        self._cmd: tuple[bytes, int, bool] | None = None  # data, line, intact
+        self._cmd: Record | None = None  # the last command, until its response
+        self._watched = False  # its code is one the replay looks at whatever happens
+        self._short: Record | None = None  # a watched command shorter than its TPM size
         self._run = -1
 
     @property
@@ -124,22 +114,27 @@ class PolicyReplay:
                     self._new_run(ev[3], ev[2], found)
                 kind = ev[0]
                 if kind is command:
-                    data = ev[1]
                     cmd = self._cmd
-                    if cmd is not None and cmd[2] and len(cmd[0]) < _declared(cmd[0]):
-                        self._cmd = (cmd[0] + data, cmd[1], _intact(ev))  # a command read in pieces
-                        continue
-                    if cmd is not None and cmd[0][6:10] in watched:
-                        self._unanswered(cmd)
-                    self._cmd = (data, ev[2], _intact(ev))
+                    if cmd is not None:
+                        if cmd is self._short:  # the rest of a command swtpm read in pieces
+                            self._cmd = self._short = _join(cmd, ev)
+                            if len(self._short[1]) >= _declared(self._short[1]):
+                                self._short = None
+                            continue
+                        if self._watched:
+                            self._unanswered(cmd)
+                    data = ev[1]
+                    self._cmd = ev
+                    self._watched = data[6:10] in watched
+                    if self._watched and len(data) < _declared(data) and _intact(ev):
+                        self._short = ev
                 elif kind is response:
                     cmd = self._cmd
                     if cmd is None:
                         continue
-                    self._cmd = None
-                    data = cmd[0]
-                    if (data[6:10] in watched or ev[1][6:10] != _SUCCESS
-                            or (self.sessions and data[:2] == _SESSIONS_TAG) or not cmd[2]):
+                    self._cmd = self._short = None
+                    if (self._watched or ev[1][6:10] != _SUCCESS or cmd[5]
+                            or (self.sessions and cmd[1][:2] == _SESSIONS_TAG)):
                         # bring the PCR replay up to this response first
                         outcomes += self._pcrs(events[start : i + 1])
                         start = i + 1
@@ -178,13 +173,13 @@ class PolicyReplay:
         self._close_sessions(f"was never used: its run ended (run {run + 1} starts at line {line})",
                              0, found)
         self._run = run
-        self._cmd = None
+        self._cmd = self._short = None
         self.objects.new_run()
 
     # -- one command and its response -------------------------------------------------
 
-    def _unanswered(self, cmd: tuple[bytes, int, bool]) -> None:
-        self._lost(cmd[0], f"its response (after line {cmd[1]}) is not in the log")
+    def _unanswered(self, cmd: Record) -> None:
+        self._lost(cmd[1], f"its response (after line {cmd[2]}) is not in the log")
 
     def _lost(self, data: bytes, why: str) -> None:
         """A command whose effect cannot be known: the sessions it names are unknown."""
@@ -198,11 +193,11 @@ class PolicyReplay:
                         call = PolicyCall(code if code in NAMES else -1, handle, "", None, why)
                         session.steps.append(Done(call, 0, 0, None, None, why))
 
-    def _answer(self, cmd: tuple[bytes, int, bool], rsp: Record, found: list[Finding]) -> None:
-        data, line = cmd[0], cmd[1]
+    def _answer(self, cmd: Record, rsp: Record, found: list[Finding]) -> None:
+        data, line = cmd[1], cmd[2]
         code = _U32.unpack_from(data, 6)[0] if len(data) >= 10 else -1
         name = f"the {command_name(code)}" if code in SHAPES else "a"
-        if not cmd[2]:
+        if not _intact(cmd):
             self._lost(data, f"{name} record at line {line} is damaged")
             return
         if not _intact(rsp):
@@ -253,55 +248,11 @@ class PolicyReplay:
         elif code in _NV_SETS:
             self.objects.nv_set(cmd.handles[1], _NV_SETS[code])
         else:
-            self._objects(cmd, handle, out, line)
-        self._used(cmd, answer)
-
-    def _objects(self, cmd: Command, handle: int | None, out: Reader, line: int) -> None:
-        code, objects = cmd.code, self.objects
-        if code == OTHER["ContextSave"]:
-            objects.save(cmd.handles[0], out.take(out.left))
-        elif code == OTHER["ContextLoad"] and handle is not None:
-            if handle >> 24 not in (HT_HMAC_SESSION, HT_POLICY_SESSION):
-                r = cmd.reader()
-                objects.load(r.take(r.left), handle, line)
-        elif code == OTHER["Load"] and handle is not None:
-            r = cmd.reader()
-            r.tpm2b("inPrivate")
-            objects.show(handle, read_public(r), line, "loaded by Load")
-        elif code in (OTHER["CreatePrimary"], OTHER["CreateLoaded"]) and handle is not None:
-            r = cmd.reader()
-            r.tpm2b("inSensitive")
-            template = read_public(r)  # the TPM fills in `unique`: the Name is in the answer
-            out.tpm2b("outPublic" if code == OTHER["CreatePrimary"] else "outPrivate")
-            if code == OTHER["CreatePrimary"]:
-                out.tpm2b("creationData")
-                out.tpm2b("creationHash")
-                out.u16("creationTicket")
-                out.u32("creationTicket")
-                out.tpm2b("creationTicket")
+            if code == OTHER["Startup"]:
+                self.sessions.clear()  # sessions do not survive a TPM reset or restart
             else:
-                out.tpm2b("outPublic")
-            objects.show(handle, template, line, f"created by {command_name(code)}",
-                         name=out.tpm2b("name"))
-        elif code == OTHER["LoadExternal"] and handle is not None:
-            r = cmd.reader()
-            r.tpm2b("inPrivate")
-            objects.show(handle, read_public(r), line, "loaded by LoadExternal")
-        elif code == OTHER["ReadPublic"]:
-            objects.show(cmd.handles[0], read_public(out), line, "read by ReadPublic")
-        elif code == OTHER["EvictControl"]:
-            objects.evict(cmd.handles[1], cmd.reader().u32("persistentHandle"), line)
-        elif code == OTHER["NV_DefineSpace"]:
-            r = cmd.reader()
-            r.tpm2b("auth")
-            public = read_nv_public(r)
-            objects.show(public.index, public, line, "defined by NV_DefineSpace")
-        elif code == OTHER["NV_ReadPublic"]:
-            objects.show(cmd.handles[0], read_nv_public(out), line, "read by NV_ReadPublic")
-        elif code in (OTHER["NV_UndefineSpace"], OTHER["NV_UndefineSpaceSpecial"]):
-            objects.flush(cmd.handles[1 if code == OTHER["NV_UndefineSpace"] else 0])
-        elif code == OTHER["Startup"]:
-            self.sessions.clear()  # sessions do not survive a TPM reset or restart
+                self.objects.follow(cmd, handle, out, line)
+        self._used(cmd, answer)
 
     # -- policy sessions ------------------------------------------------------------------
 
@@ -442,6 +393,13 @@ class PolicyReplay:
 
 def _session_index(code: int) -> int:
     return SESSION_HANDLE.get(code, 0)
+
+
+def _join(first: Record, rest: Record) -> Record:
+    """One command from the pieces swtpm read it in (damaged if the last piece is)."""
+    data = first[1] + rest[1]
+    return Record(first[0], data, first[2], first[3], len(data) if _intact(rest) else None,
+                  first[5] + rest[5], rest[6])
 
 
 def _declared(data: bytes) -> int:
