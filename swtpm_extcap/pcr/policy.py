@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from functools import lru_cache
 
 from ..swtpmlog.parser import Event, Kind, Record, RunStart
 from ..tpm.commands import tpm2_command_name
@@ -61,10 +62,17 @@ _NV_SETS = {0x137: NV_WRITTEN, 0x134: NV_WRITTEN, 0x136: NV_WRITTEN, 0x135: NV_W
 #: the command codes looked at whatever happens, as they appear in a command's bytes 6-10
 WATCHED = frozenset(_U32.pack(c) for c in (*CC.values(), *OTHER.values()))
 _SUCCESS = b"\0\0\0\0"
+#: responses after which the PCR values (and their history) must be up to date: the
+#: policy commands that read PCRs, Startup, and FlushContext (an abandoned session's
+#: explanation); failures too
+_NEEDS_PCRS = frozenset(_U32.pack(c) for c in (CC["PolicyPCR"], OTHER["Startup"],
+                                               OTHER["FlushContext"]))
 _SESSIONS_TAG = TAG_SESSIONS.to_bytes(2, "big")
 
 
+@lru_cache(maxsize=256)
 def command_name(code: int) -> str:
+    """``Unseal`` for 0x15e (Wireshark's name without ``TPM2_CC_``)."""
     name = tpm2_command_name(code)
     return name[len("TPM2_CC_"):] if name else f"command 0x{code:08x}"
 
@@ -133,11 +141,13 @@ class PolicyReplay:
                     if cmd is None:
                         continue
                     self._cmd = self._short = None
-                    if (self._watched or ev[1][6:10] != _SUCCESS or cmd[5]
+                    failed = ev[1][6:10] != _SUCCESS
+                    if (self._watched or failed or cmd[5]
                             or (self.sessions and cmd[1][:2] == _SESSIONS_TAG)):
-                        # bring the PCR replay up to this response first
-                        outcomes += self._pcrs(events[start : i + 1])
-                        start = i + 1
+                        if failed or cmd[1][6:10] in _NEEDS_PCRS:
+                            # bring the PCR replay up to this response first
+                            outcomes += self._pcrs(events[start : i + 1])
+                            start = i + 1
                         self._answer(cmd, ev, found)
             elif type(ev) is RunStart:
                 self._new_run(ev.run, ev.line, found)
@@ -196,7 +206,7 @@ class PolicyReplay:
     def _answer(self, cmd: Record, rsp: Record, found: list[Finding]) -> None:
         data, line = cmd[1], cmd[2]
         code = _U32.unpack_from(data, 6)[0] if len(data) >= 10 else -1
-        name = f"the {command_name(code)}" if code in SHAPES else "a"
+        name = f"the {command_name(code)}" if code in SHAPES else "a"  # for a reason, if any
         if not _intact(cmd):
             self._lost(data, f"{name} record at line {line} is damaged")
             return
