@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..tpm.hashes import alg_name, digest
+from ..tpm.commands import tpm2_command_name
+from ..tpm.hashes import alg_name, digest, digest_size
 from ..tpm.rc import (
     AUTH_FAIL,
     AUTH_UNAVAILABLE,
@@ -91,13 +92,9 @@ def _session_digest(session: Session) -> str:
 def _recompute(session: Session, upto: int, replaced: int, pcr_digest: bytes) -> bytes | None:
     """The session's digest after its first ``upto`` steps, with PolicyPCR step ``replaced``
     given ``pcr_digest``."""
-    size = len(session.digest) if session.digest is not None else None
+    size = len(session.digest) if session.digest is not None else digest_size(session.alg)
     if size is None:
-        from ..tpm.hashes import digest_size
-
-        size = digest_size(session.alg)
-        if size is None:
-            return None
+        return None
     value: bytes | None = bytes(size)
     for i, step in enumerate(session.steps[:upto]):
         update = step.update
@@ -221,8 +218,6 @@ def _head(cmd: Command, rc: int, line: int) -> str:
 
 
 def _name(code: int) -> str:
-    from ..tpm.commands import tpm2_command_name
-
     name = tpm2_command_name(code)
     return name[len("TPM2_CC_"):] if name else f"command 0x{code:08x}"
 
