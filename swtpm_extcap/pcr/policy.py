@@ -63,10 +63,10 @@ _NV_SETS = {0x137: NV_WRITTEN, 0x134: NV_WRITTEN, 0x136: NV_WRITTEN, 0x135: NV_W
 WATCHED = frozenset(_U32.pack(c) for c in (*CC.values(), *OTHER.values()))
 _SUCCESS = b"\0\0\0\0"
 #: responses after which the PCR values (and their history) must be up to date: the
-#: policy commands that read PCRs, Startup, and FlushContext (an abandoned session's
-#: explanation); failures too
-_NEEDS_PCRS = frozenset(_U32.pack(c) for c in (CC["PolicyPCR"], OTHER["Startup"],
-                                               OTHER["FlushContext"]))
+#: policy command that reads PCRs, Startup; failures and the FlushContext of a policy
+#: session too (their explanations search the history)
+_NEEDS_PCRS = frozenset(_U32.pack(c) for c in (CC["PolicyPCR"], OTHER["Startup"]))
+_FLUSH = _U32.pack(OTHER["FlushContext"])
 _SESSIONS_TAG = TAG_SESSIONS.to_bytes(2, "big")
 
 
@@ -141,10 +141,12 @@ class PolicyReplay:
                     if cmd is None:
                         continue
                     self._cmd = self._short = None
-                    failed = ev[1][6:10] != _SUCCESS
+                    failed = ev[1][6:10] != _SUCCESS and _explained(ev[1], self._watched)
                     if (self._watched or failed or cmd[5]
                             or (self.sessions and cmd[1][:2] == _SESSIONS_TAG)):
-                        if failed or cmd[1][6:10] in _NEEDS_PCRS:
+                        code = cmd[1][6:10]
+                        if failed or code in _NEEDS_PCRS or (
+                                code == _FLUSH and _U32.unpack_from(cmd[1], 10)[0] in self.sessions):
                             # bring the PCR replay up to this response first
                             outcomes += self._pcrs(events[start : i + 1])
                             start = i + 1
@@ -403,6 +405,15 @@ class PolicyReplay:
 
 def _session_index(code: int) -> int:
     return SESSION_HANDLE.get(code, 0)
+
+
+def _explained(response: bytes, watched: bool) -> bool:
+    """A failure worth explaining: of a watched command (a policy command), or about
+    authorization (``tpm.rc.AUTHORIZATION``)."""
+    if watched:
+        return True
+    rc = int(_U32.unpack_from(response, 6)[0]) if len(response) >= 10 else 0
+    return decode(rc).base in AUTHORIZATION
 
 
 def _join(first: Record, rest: Record) -> Record:

@@ -32,6 +32,7 @@ NV_NO_DA = 1 << 25
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
+_HEADER = struct.Struct(">HII")
 _BITS = [tuple(b for b in range(8) if n >> b & 1) for n in range(256)]
 
 
@@ -119,13 +120,16 @@ class Command:
 
 def parse_command(data: bytes, handles: int) -> Command:
     """A command with ``handles`` handles (from its code: :mod:`.shapes`)."""
-    r = Reader(data)
-    tag, size, code = r.u16("header"), r.u32("header"), r.u32("header")
+    end = 10 + 4 * handles
+    if len(data) < end:
+        raise Malformed("command cut off in its header or handles")
+    tag, size, code = _HEADER.unpack_from(data)
     if tag not in (TAG_NO_SESSIONS, TAG_SESSIONS):
         raise Malformed(f"command tag 0x{tag:04x}")
     if size != len(data):
         raise Malformed(f"command size field {size}, {len(data)} bytes logged")
-    hs = tuple(r.u32("handles") for _ in range(handles))
+    hs: tuple[int, ...] = struct.unpack_from(f">{handles}I", data, 10) if handles else ()
+    r = Reader(data, end)
     sessions: tuple[AuthSession, ...] = ()
     if tag == TAG_SESSIONS:
         area = r.u32("authorization size")
@@ -162,8 +166,10 @@ class Response:
 
 
 def parse_response(data: bytes, has_handle: bool) -> Response:
-    r = Reader(data)
-    tag, size, rc = r.u16("header"), r.u32("header"), r.u32("header")
+    if len(data) < 10:
+        raise Malformed("response cut off in its header")
+    tag, size, rc = _HEADER.unpack_from(data)
+    r = Reader(data, 10)
     if size != len(data):
         raise Malformed(f"response size field {size}, {len(data)} bytes logged")
     if rc != 0:
