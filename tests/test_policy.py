@@ -185,6 +185,14 @@ def test_systemd_creds_abandoned_sessions() -> None:
     assert [c.tpm for c in checks][:2] == [wanted, wanted]  # encrypt, then the first decrypt
 
 
+def test_pcr_changed_between_policypcr_and_the_unseal() -> None:
+    explanations, _ = replay("pcr-changed")
+    (e,) = explanations
+    assert (e.command, e.rc) == ("Unseal", 0x128)  # TPM_RC_PCR_CHANGED
+    line = extend_line("pcr-changed", 0xC8)
+    assert f"PCR 7 (sha256) by extend #5 at line {line} (PCR_Extend, digest {'c8' * 32})" in e.text
+
+
 # ------------------------------------------------------------------ unknowns, damage
 
 

@@ -244,8 +244,8 @@ def authorization_failure(replay: Replay, cmd: Command, rc: int, line: int,
                 f" {_name(cmd.code)} of {target}.")
     elif session is not None and base == PCR_CHANGED:
         moved = _changes_since(replay, session.pcr_line, line)
-        text = (f"{head}: PCRs changed after PolicyPCR checked them in {session.describe()}"
-                f" (answered at line {session.pcr_line}): {moved}. Run the policy commands again.")
+        text = (f"{head}: PCRs changed after the PolicyPCR answered at line {session.pcr_line}"
+                f" checked them in {session.describe()}: {moved}. Run the policy commands again.")
     elif session is not None and base in (AUTH_FAIL, BAD_AUTH):
         step = "PolicyPassword" if session.password else "PolicyAuthValue"
         how = "password" if session.password else "an HMAC keyed with the authValue"

@@ -244,6 +244,20 @@ def systemd_creds(c: Client) -> None:
     c.run("systemd-creds", "decrypt", device, "--name=disk", "disk.cred", "-", ok=False)
 
 
+def pcr_changed(c: Client) -> None:
+    """PolicyPCR satisfied, then PCR 7 extended before the Unseal that uses the session:
+    TPM_RC_PCR_CHANGED."""
+    c.firmware()
+    c.primary()
+    c.run("tpm2_pcrread", "sha256:7", "-o", "pcr7.bin")
+    _trial(c, "pcr7.policy", ("tpm2_policypcr", "-l", "sha256:7", "-f", "pcr7.bin"))
+    c.seal("pcr7.policy")
+    _policy(c, ("tpm2_policypcr", "-l", "sha256:7"))
+    c.run("tpm2_pcrextend", "7:sha256=" + "c8" * 32)
+    c.run("tpm2_unseal", "-c", "seal.ctx", "-p", "session:pol.ctx", ok=False, flush=True)
+    c.run("tpm2_flushcontext", "pol.ctx")
+
+
 SCENARIOS: dict[str, Callable[[Client], None]] = {
     "pcr-seal": pcr_seal,
     "pcr-or": pcr_or,
@@ -252,6 +266,7 @@ SCENARIOS: dict[str, Callable[[Client], None]] = {
     "nv-policy": nv_policy,
     "cryptenroll": cryptenroll,
     "systemd-creds": systemd_creds,
+    "pcr-changed": pcr_changed,
 }
 
 #: the [id=] epoch of each scenario's log (fixed, so a re-recording diffs cleanly)
