@@ -244,14 +244,17 @@ def test_a_pcr_the_replay_does_not_know_makes_policypcr_unknown() -> None:
 
 
 def test_mutated_logs_never_raise() -> None:
-    logs = [(p.name, p.read_bytes().split(b"\n")) for p in sorted(DATA.glob("*.log"))]
-    for seed in range(300):
+    corpus = Path(__file__).parent / "data" / "corpus"
+    logs = [(p.name, p.read_bytes().split(b"\n"))
+            for p in [*sorted(DATA.glob("*.log")), *sorted(corpus.glob("proxmox-*.log"))]]
+    for seed in range(600):
         case = fuzzlog.make_case(seed, logs)
         r = PolicyReplay()
         found: list[Finding] = []
-        for chunk in fuzzlog.parse_chunks(case.data, random.Random(seed)):
-            found += r.feed([chunk])[1]
+        for event in fuzzlog.parse_chunks(case.data, random.Random(seed)):
+            found += r.feed([event])[1]  # one event at a time: every batch boundary
         found += r.finish()
+        found += PolicyReplay().feed(fuzzlog.parse_whole(case.data))[1]
         for f in found:
             assert "\n" not in (f.text if type(f) is Explanation else f.why), case
 

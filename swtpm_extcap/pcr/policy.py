@@ -146,7 +146,7 @@ class PolicyReplay:
                             or (self.sessions and cmd[1][:2] == _SESSIONS_TAG)):
                         code = cmd[1][6:10]
                         if failed or code in _NEEDS_PCRS or (
-                                code == _FLUSH and _U32.unpack_from(cmd[1], 10)[0] in self.sessions):
+                                code == _FLUSH and int.from_bytes(cmd[1][10:14], "big") in self.sessions):
                             # bring the PCR replay up to this response first
                             outcomes += self._pcrs(events[start : i + 1])
                             start = i + 1
