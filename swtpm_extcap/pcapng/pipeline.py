@@ -19,6 +19,9 @@ _KIND: Callable[[Record], Kind] = operator.itemgetter(0)
 _DEFECTS: Callable[[Record], tuple[Defect, ...]] = operator.itemgetter(5)
 #: defects a summary keeps to show (all are counted, by kind)
 KEEP_DEFECTS = 100
+#: events framed and written at once: the pcapng of a hostile megabyte (a run per
+#: record: 7 frames each) stays a few megabytes in memory
+WRITE_BATCH = 4096
 
 
 @dataclass
@@ -179,8 +182,11 @@ class Pipeline:
                     summary.runs += 1
                 else:
                     summary.add_defects([event])  # type: ignore[list-item]
-        blocks, frames = self._framer.encode_events(events, now_us)
-        self._writer.write_blocks(blocks)
+        frames = 0
+        for at in range(0, len(events), WRITE_BATCH):  # the pcapng of a batch, a bounded piece at a time
+            blocks, count = self._framer.encode_events(events[at : at + WRITE_BATCH], now_us)
+            self._writer.write_blocks(blocks)
+            frames += count
         summary.frames += frames
         summary.lines = self._parser.lines
         summary.skipped_lines = self._parser.skipped_lines
