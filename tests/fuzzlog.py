@@ -509,11 +509,12 @@ def check_encoder(data: bytes, rng: random.Random, case: object = None) -> None:
     """The framer's fast path (``encode_events``, frames straight to pcapng
     blocks) gives the bytes of its reference (``frame_events``, then
     ``encode_packets``), PCR notes included, fed in random chunks, with line
-    comments on and off and the control channel on and off."""
+    comments on and off, the control channel on and off, the log's clock and
+    a live one."""
     from swtpm_extcap.pcapng.notes import AnnotatingFramer, ReplayingParser
     from swtpm_extcap.pcapng.writer import encode_packets
 
-    for plain, ctrl in ((True, True), (False, False)):
+    for plain, ctrl, now in ((True, True, None), (False, False, None), (True, True, 1_750_000_000_000_000)):
         fast_parser, slow_parser = ReplayingParser(), ReplayingParser()
         fast = AnnotatingFramer(fast_parser, start_us=1_700_000_000_000_000, ctrl=ctrl, line_comments=plain)
         slow = AnnotatingFramer(slow_parser, start_us=1_700_000_000_000_000, ctrl=ctrl, line_comments=plain)
@@ -524,17 +525,19 @@ def check_encoder(data: bytes, rng: random.Random, case: object = None) -> None:
             last = i >= len(data)
             chunk = data[i : i + n]
             i += n
-            blocks, _ = fast.encode_events(fast_parser.close() if last else fast_parser.feed(chunk))
+            blocks, _ = fast.encode_events(fast_parser.close() if last else fast_parser.feed(chunk), now)
             got += blocks
-            want += encode_packets(slow.frame_events(slow_parser.close() if last else slow_parser.feed(chunk)))
+            want += encode_packets(
+                slow.frame_events(slow_parser.close() if last else slow_parser.feed(chunk), now)
+            )
             if last:
                 break
-        got += encode_packets(fast.close())
-        want += encode_packets(slow.close())
+        got += encode_packets(fast.close(now))
+        want += encode_packets(slow.close(now))
         if got != want:
             at = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
             raise Mismatch(f"{case}: encode_events differs from frame_events at byte {at}"
-                           f" (line comments {plain}, ctrl {ctrl})")
+                           f" (line comments {plain}, ctrl {ctrl}, now {now})")
 
 
 def check_pcrs(data: bytes, runs: int) -> None:
