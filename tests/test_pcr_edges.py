@@ -206,3 +206,15 @@ def test_pcrs_json_names_unallocated_banks(corpus: Path) -> None:
     assert run["not_allocated"] == {bank: list(range(24)) for bank in ("sha1", "sha384", "sha512")}
     text = run_cli(["pcrs", str(log.path)]).stdout.decode()
     assert "  not allocated (the TPM keeps no such bank): sha1, sha384, sha512\n" in text
+
+
+def test_pcrs_json_of_a_log_with_only_defects_is_valid(tmp_path: Path) -> None:
+    """Found by the fuzzer once it wrote the pcrs reports: a log whose only event is
+    a defect before any record (a line over 1 MiB) gave a run that was never closed,
+    and invalid JSON."""
+    log = tmp_path / "giant.log"
+    log.write_bytes(b"x" * ((1 << 20) + 10) + b"\n")
+    proc = run_cli(["pcrs", "--json", str(log)])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["runs"] == []
+    assert run_cli(["pcrs", str(log)]).stdout == b""

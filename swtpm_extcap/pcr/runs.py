@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..swtpmlog.parser import Event, LogParser, RunStart
+from ..swtpmlog.parser import Event, LogParser, Record, RunStart
 from .replay import Replayer
 from .types import Outcome, RunState
 
@@ -73,10 +73,13 @@ def replay_runs(
                     yield info, [], replayer.state, replayer
                 info = RunInfo(ev.run, ev.line, ev.epoch, ev.prefix, ev.reason)
                 start = i
-        if start < len(events):
-            if info is None:  # a stream without a RunStart (cannot happen with LogParser)
-                first = events[start]
-                info = RunInfo(getattr(first, "run", 0), getattr(first, "line", 1), None, None, "")
+        if start < len(events) and info is None:
+            # no RunStart yet: defects before any record (a line of more than 1 MiB,
+            # say) belong to no run; a record without one (not from LogParser) starts one
+            first = next((ev for ev in events[start:] if type(ev) is Record), None)
+            if first is not None:
+                info = RunInfo(first.run, first.line, None, None, "")
+        if start < len(events) and info is not None:
             yield info, replayer.feed(events[start:]), None, replayer
         if tail:
             if info is not None and replayer.state is not None:
