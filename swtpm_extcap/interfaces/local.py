@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
-from ..names import HASH_DIGITS, PREFIX, glob_key, sanitize
+from ..names import HASH_DIGITS, PREFIX, VM_ID, glob_key, sanitize
 from ..sources import LogLocation
 from ..swtpmlog.level import level_note, levels_from_log_values, log_values
 from .demo import DEMO_DISPLAY, DEMO_NAME, demo_log_path
@@ -38,7 +38,7 @@ __all__ = ["discover"]
 MAX_GLOB_MATCHES = 1000
 MAX_GLOB_SECONDS = 2.0
 
-_PROXMOX_LOG = re.compile(r"(\d+)-swtpm\.log")
+_PROXMOX_LOG = re.compile(rf"({VM_ID.pattern})-swtpm\.log")  # ASCII digits only
 _LIBVIRT_LOG = re.compile(r"(.+)-swtpm\.log", re.DOTALL)
 _PVE_NAME = re.compile(r"name:\s*(\S.*?)\s*")
 

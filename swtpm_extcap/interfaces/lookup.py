@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from ..names import PREFIX, configured_path
+from ..names import PREFIX, VM_ID, configured_path
 from .interface import Interface
 from .local import discover
 from .settings import Config
@@ -41,7 +41,7 @@ def find_interface(
     if remote is not None:
         return remote
     listing = "refresh the interface list (Capture > Refresh Interfaces) to see the logs there are"
-    vmid = re.fullmatch(r"swtpm-(\d+)", name)
+    vmid = re.fullmatch(rf"{PREFIX}({VM_ID.pattern})", name)
     gone = configured_path(name, config.globs)
     if gone is not None:
         msg = (
