@@ -14,7 +14,8 @@ installed Wireshark (``uninstall`` removes them):
   with a marker file ``.swtpm-extcap`` so that uninstall removes only ours.
 
 Which folders: :mod:`swtpm_extcap.wireshark.folders` (one rule, asked of ``tshark -G
-folders`` first).
+folders`` first). Whose: :mod:`swtpm_extcap.wireshark.scope`: root installs
+system-wide (``--personal`` for root's own folders), one copy per Wireshark.
 
 With ``--dir`` and no Wireshark found, only the launcher is written. Uninstall
 without a Wireshark removes what it finds in every folder the rule can give.
@@ -45,6 +46,7 @@ from .folders import (  # the folder rule, also the installer's face for its use
     plugin_dir,
     profiles_dir,
 )
+from .scope import ROOT_NOTE, other_copy_note, present, remove_copy, wants_system
 
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -79,10 +81,12 @@ class Targets:
     plugin: Path | None
     profile: Path | None
     version: tuple[int, int] = (0, 0)
+    #: the Wireshark they were found for (None: none found)
+    wireshark: Wireshark | None = None
 
 
 def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
-    """Add the ``install`` command (options: ``--system``, ``--uninstall``, ``--dir``)."""
+    """Add the ``install`` command (``--system`` or ``--personal``, ``--dir``, ``--uninstall``)."""
     parser = subparsers.add_parser(
         "install",
         help="add (or remove) the extcap launcher, the Lua plugin and the SWTPM profile",
@@ -97,10 +101,18 @@ def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
     where.add_argument(
         "--system",
         action="store_true",
-        help="use Wireshark's global folders (needs root) instead of your personal ones",
+        help="use Wireshark's global folders (needs root) instead of your personal ones;"
+        " the default when run as root",
     )
     where.add_argument(
-        "--dir", metavar="DIR", help="use this extcap folder (default: ask tshark -G folders)"
+        "--personal",
+        action="store_true",
+        help="use your personal folders, also as root (Wireshark 4.2+ run as root loads"
+        " no personal Lua plugin)",
+    )
+    parser.add_argument(
+        "--dir", metavar="DIR", help="use this extcap folder for the launcher (default: ask"
+        " tshark -G folders); the plugin and profile still follow --system/--personal"
     )
     parser.add_argument(
         "--uninstall",
@@ -113,12 +125,21 @@ def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
 def install_main(ns: argparse.Namespace) -> int:
     """Run ``install`` from parsed arguments; print what was done on stdout."""
     windows = sys.platform == "win32"
+    system = wants_system(system=ns.system, personal=ns.personal)
+    if system and not ns.system:
+        print(ROOT_NOTE)
     found = find_targets(
-        dir_=ns.dir, system=ns.system, environ=os.environ, windows=windows, uninstall=ns.uninstall
+        dir_=ns.dir, system=system, environ=os.environ, windows=windows, uninstall=ns.uninstall
     )
+    # one copy per Wireshark: a system-wide install takes root's personal copies away
+    others = other_copies(found[0], system=system, windows=windows, launcher=ns.dir is None)
     if ns.uninstall:
         for what, path, removed in uninstall(found):
             print(f"removed the {what} {path}" if removed else f"nothing to remove: no {what} {path}")
+        if system and not ns.system:
+            for what, path in others:
+                remove_copy(what, path)
+                print(f"removed root's personal {what} {path}")
         return 0
     targets = found[0]
     python = os.path.abspath(sys.executable)
@@ -133,11 +154,17 @@ def install_main(ns: argparse.Namespace) -> int:
         print(f"wrote the profile {targets.profile}")
     if targets.plugin is None:
         print("Wireshark not found: the Lua plugin and the SWTPM profile were not installed")
-    elif not ns.system and is_root() and targets.version >= (4, 2):
+    elif not system and is_root() and targets.version >= (4, 2):
         print(
             "note: Wireshark 4.2 and later load no personal Lua plugin when run as root;"
-            " for captures as root, install with --system"
+            " for captures as root, install without --personal"
         )
+    if system:
+        for what, path in others:
+            remove_copy(what, path)
+            print(f"removed the personal {what} {path}: the system-wide one replaces it")
+    elif others:
+        print(other_copy_note(others))
     print(
         "try it:\n  tshark -D | grep swtpm\n  tshark -i swtpm-demo -c 10\n"
         "(Wireshark reads its folders when it starts: restart it to see the interfaces;"
@@ -174,6 +201,25 @@ def find_targets(
     return [_targets(ws, folder, name, system, environ, windows)]
 
 
+def other_copies(
+    targets: Targets, *, system: bool, windows: bool, launcher: bool = True
+) -> list[tuple[str, Path]]:
+    """Our files in the other scope's folders (personal ones for a system install, and
+    back) of the same Wireshark; ``launcher`` False leaves the launcher out (``--dir``)."""
+    ws = targets.wireshark
+    if ws is None:
+        return []
+    try:
+        other = _targets(ws, None, targets.launcher.name, not system, os.environ, windows)
+    except UserError:  # no global folders reported: nothing to compare with
+        return []
+    mine = {targets.launcher, targets.plugin, targets.profile}
+    places: list[tuple[str, Path | None]] = [("Lua plugin", other.plugin), ("profile", other.profile)]
+    if launcher:
+        places.insert(0, ("launcher", other.launcher))
+    return [(what, path) for what, path in present(places) if path not in mine]
+
+
 def _targets(
     ws: Wireshark,
     folder: Path | None,
@@ -185,7 +231,7 @@ def _targets(
     extcap = folder or extcap_dir(ws, system=system, environ=environ, windows=windows)
     plugins = plugin_dir(ws, system=system, environ=environ, windows=windows)
     profiles = profiles_dir(ws, system=system, environ=environ, windows=windows)
-    return Targets(extcap / name, plugins / PLUGIN, profiles / PROFILE, ws.version)
+    return Targets(extcap / name, plugins / PLUGIN, profiles / PROFILE, ws.version, ws)
 
 
 def launcher_text(python: str, *, windows: bool = False) -> str:
