@@ -72,7 +72,7 @@ done
 HOME=${HOME:?HOME is not set}
 [ "$SYSTEM$PERSONAL" != 11 ] || die "--system and --personal exclude each other"
 # root's Wireshark reads the global folders (4.2+ loads no personal Lua plugin as root)
-if [ "$PERSONAL" = 0 ] && [ "$(id -u)" = 0 ]; then GLOBAL=1; else GLOBAL=$SYSTEM; fi
+if [ "$PERSONAL" = 0 ] && [ "$EUID" = 0 ]; then GLOBAL=1; else GLOBAL=$SYSTEM; fi
 case "$EXTCAP_DIR" in ""|/*) ;; *) EXTCAP_DIR=$PWD/$EXTCAP_DIR ;; esac
 if [ -z "$VENV" ]; then
     if [ "$GLOBAL" = 1 ]; then

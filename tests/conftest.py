@@ -187,6 +187,27 @@ def plugin_protocols() -> list[str]:
     return sorted(names)
 
 
+@functools.lru_cache(maxsize=None)
+def foreign_plugin_copies() -> tuple[Path, ...]:
+    """Copies of the plugin in Wireshark's global Lua folder that differ from this
+    checkout's: Wireshark loads them first, and the plugin registers once, so a
+    test that loads the checkout's copy with ``-X lua_script:`` would see them."""
+    if shutil.which("tshark") is None:
+        return ()
+    out = subprocess.run(["tshark", "-G", "folders"], capture_output=True, text=True,
+                         timeout=60).stdout
+    folders = [line.partition("\t")[2].strip() for line in out.splitlines()
+               if line.partition("\t")[0].strip().rstrip(":") == "Global Lua Plugins"]
+    shipped = {p.name: p.read_bytes() for p in PLUGIN_FILES}
+    found = []
+    for folder in folders:
+        for name, data in shipped.items():
+            path = Path(folder) / name
+            if path.is_file() and path.read_bytes() != data:
+                found.append(path)
+    return tuple(found)
+
+
 def isolate(env: MutableMapping[str, str], home: Path) -> None:
     """Point ``env`` at ``home``, a fresh $HOME whose Wireshark has the plugin off.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,10 @@ class Machine:
         env = dict(os.environ, HOME=str(home or self.home), PIP_NO_INDEX="1")
         return env
 
-    def run(self, *command: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return self.globals.run(command, self.env(home), cwd=str(home or self.home))
+    def run(
+        self, *command: str, home: Path | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.globals.run(command, self.env(home), cwd=str(cwd or home or self.home))
 
     def folder(self, name: str) -> Path:
         """A global folder as tshark reports it (``Global Lua Plugins``, ...)."""
@@ -162,6 +165,20 @@ def test_someone_elses_file_of_the_same_name_is_left_alone(machine: Machine) -> 
     assert again.returncode == 0, again.stderr
     assert plugin.read_text() == "-- another swtpm plugin, not ours\n"
     plugin.unlink()
+
+
+def test_the_plugin_tests_refuse_another_global_version(machine: Machine) -> None:
+    """tests/test_lua.py loads the checkout's plugin; an older copy in the global folder
+    would register first and be tested instead: one clear failure says so."""
+    plugin = machine.folder("Global Lua Plugins") / "swtpm.lua"
+    older = machine.run("sh", "-c", f"echo '-- an older version' >> {plugin}")
+    assert older.returncode == 0, older.stderr
+    tests = machine.run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+                        "tests/test_lua.py", "-k", "every_frame_says_its_log_line", cwd=REPO)
+    assert tests.returncode != 0
+    assert "another version of the plugin from" in tests.stdout, tests.stdout[-3000:]
+    same = machine.run(VENV_PY, "-m", "swtpm_extcap", "install")  # the same version again
+    assert same.returncode == 0, same.stderr
 
 
 def test_uninstall_as_root_removes_the_global_copies(machine: Machine) -> None:
