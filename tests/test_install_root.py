@@ -21,7 +21,7 @@ import pytest
 from conftest import REPO, missing_tool, write_pcapng
 from privatews import PrivateGlobals, unavailable
 
-from swtpm_extcap.wireshark.scope import ROOT_NOTE
+from swtpm_extcap.wireshark.scope import ROOT_NOTE, ROOT_UNINSTALL_NOTE
 
 INSTALL_SH = REPO / "install.sh"
 VENV_PY = "/opt/swtpm-extcap/venv/bin/python"
@@ -184,6 +184,7 @@ def test_the_plugin_tests_refuse_another_global_version(machine: Machine) -> Non
 def test_uninstall_as_root_removes_the_global_copies(machine: Machine) -> None:
     gone = machine.run("bash", str(INSTALL_SH), "--uninstall")
     assert gone.returncode == 0, gone.stderr
+    assert ROOT_UNINSTALL_NOTE in gone.stdout
     assert f"removed the Lua plugin {machine.folder('Global Lua Plugins') / 'swtpm.lua'}" in gone.stdout
     assert "removed the virtual environment /opt/swtpm-extcap/venv" in gone.stdout
     lines, _ = plugin_lines(machine)

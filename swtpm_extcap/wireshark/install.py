@@ -46,7 +46,14 @@ from .folders import (  # the folder rule, also the installer's face for its use
     plugin_dir,
     profiles_dir,
 )
-from .scope import ROOT_NOTE, other_copy_note, present, remove_copy, wants_system
+from .scope import (
+    ROOT_NOTE,
+    ROOT_UNINSTALL_NOTE,
+    other_copy_note,
+    present,
+    remove_copy,
+    wants_system,
+)
 
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -127,7 +134,7 @@ def install_main(ns: argparse.Namespace) -> int:
     windows = sys.platform == "win32"
     system = wants_system(system=ns.system, personal=ns.personal)
     if system and not ns.system:
-        print(ROOT_NOTE)
+        print(ROOT_UNINSTALL_NOTE if ns.uninstall else ROOT_NOTE)
     found = find_targets(
         dir_=ns.dir, system=system, environ=os.environ, windows=windows, uninstall=ns.uninstall
     )

@@ -32,6 +32,11 @@ ROOT_NOTE = (
     " reads (Wireshark 4.2 and later load no personal Lua plugin as root);"
     " --personal installs into root's own folders instead"
 )
+#: what an uninstall run as root says
+ROOT_UNINSTALL_NOTE = (
+    "running as root: removing swtpm-extcap from Wireshark's global folders and root's"
+    " own ones (--personal: root's own folders only)"
+)
 #: a Lua plugin file of ours begins with this
 PLUGIN_HEAD = b"-- swtpm.lua"
 #: a launcher of ours runs this
