@@ -19,8 +19,8 @@ messages go to ``--log-file`` only (:mod:`swtpm_extcap.extcap.debuglog`).
 ``--capture`` resolves the interface to its log's location, opens its source
 (:func:`swtpm_extcap.sources.open_source`) and hands both, with the fifo
 (:mod:`swtpm_extcap.extcap.fifo`), to the capture engine (:mod:`swtpm_extcap.extcap.capture`).
-Stop: SIGTERM or SIGINT (:mod:`swtpm_extcap.extcap.signals`) or a reader that closes
-the fifo end the capture with exit 0 and nothing on stderr.
+Stop: SIGTERM or SIGINT, Wireshark's death (:mod:`swtpm_extcap.extcap.signals`), or a
+reader that closes the fifo end the capture with exit 0 and nothing on stderr.
 
 Windows (not tested): Wireshark ends an extcap there with TerminateProcess, so
 no handler runs and nothing can be flushed at the end; the launcher is a ``.bat``.
@@ -126,7 +126,7 @@ def _answer(argv: Sequence[str], fifo: Fifo | None, stop: StopSignals | None) ->
     req = parse_request(argv)
     if req.capture:
         assert fifo is not None and stop is not None  # extcap_main saw --capture
-        return _capture(req, fifo, stop.event)
+        return _capture(req, fifo, stop)
     if req.interfaces:
         return _reply(list_interfaces())
     if req.dlts or req.config or req.capture_filter is not None or req.reload_option is not None:
@@ -262,14 +262,16 @@ def _field(text: str) -> str:
 # ------------------------------------------------------------------ capture
 
 
-def _capture(req: Request, fifo: Fifo, stop: threading.Event) -> int:
-    """``--capture``: check options, find the log, stream it into the fifo."""
+def _capture(req: Request, fifo: Fifo, stop: StopSignals) -> int:
+    """``--capture``: check options, find the log, stream it into the fifo; Wireshark's
+    death (parent or fifo reader gone) stops it like a signal."""
     from .debuglog import close_debug_log, open_debug_log
 
     settings = build_settings(req)
     handler = open_debug_log(req.log_level, req.log_file)
+    stop.watch(fifo.reader_gone, _log())
     try:
-        _capture_interface(settings, fifo, stop)
+        _capture_interface(settings, fifo, stop.event)
     finally:
         close_debug_log(handler)
     return 0
