@@ -102,7 +102,8 @@ def _last_wildcard_end(pat: str) -> int:
 def configured_path(name: str, patterns: Iterable[str]) -> str | None:
     """The path that a ``[local] globs`` pattern would have named ``name``, when one
     pattern could have (the naming rule backwards): for a log that was listed and has
-    gone. With a wildcard after the named component, the path is still a pattern."""
+    gone, or holds no regular file any more (a directory, a device). With a wildcard
+    after the named component, the path is still a pattern."""
     if not name.startswith(PREFIX):
         return None
     import glob
@@ -117,8 +118,8 @@ def configured_path(name: str, patterns: Iterable[str]) -> str | None:
     for k, digest in tries:
         for pattern in patterns:
             for path in _candidates(pattern, k):
-                if glob_key(pattern, path) != k or glob.glob(path):
-                    continue  # another name, or there after all (not a regular file)
+                if glob_key(pattern, path) != k or any(map(os.path.isfile, glob.glob(path))):
+                    continue  # another name, or there after all (listed under another)
                 full = os.path.abspath(path).encode("utf-8", "surrogateescape")
                 if hashlib.sha1(full).hexdigest().startswith(digest):
                     return path
