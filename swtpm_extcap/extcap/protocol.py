@@ -39,6 +39,7 @@ from ..errors import (
     Stopped,
     UsageError,
     UserError,
+    clip,
     error_line,
     printable,
     reason,
@@ -66,6 +67,8 @@ LISTING_NOTE = "swtpm-listing-note"
 CONFIG_ERROR = "swtpm-config-error"
 #: where to look again after a change (Wireshark's menu; tshark lists afresh each run)
 REFRESH = "refresh the interface list (Capture > Refresh Interfaces)"
+#: the longest display text of a listing line (a note quotes the settings file: bounded)
+MAX_DISPLAY = 500
 #: the project's help page, shipped in the package: the options dialog's Help button
 HELP_PAGE = ("data", "help.html")
 
@@ -207,10 +210,10 @@ def list_interfaces() -> list[str]:
     if not any(name == DEMO_NAME for name, _ in interfaces):
         interfaces.append((DEMO_NAME, DEMO_DISPLAY))
     for name, display in interfaces:
-        lines.append(f"interface {{value={_field(name)}}}{{display={_field(display)}}}")
+        lines.append(f"interface {{value={_field(name)}}}{{display={_field(clip(display, MAX_DISPLAY))}}}")
     for note in notes:  # e.g. a glob cut short: said where the user looks, not on stderr
         name = CONFIG_ERROR if note.startswith(SETTINGS_ERROR) else LISTING_NOTE
-        lines.append(f"interface {{value={name}}}{{display={_field(note)}}}")
+        lines.append(f"interface {{value={name}}}{{display={_field(clip(note, MAX_DISPLAY))}}}")
     return lines
 
 

@@ -86,6 +86,35 @@ def read_once(
         os.close(fd)
 
 
+def read_head(path: str | os.PathLike[str], limit: int) -> tuple[bytes, int]:
+    """The first ``limit`` + 1 bytes at most of a small regular file, and its size.
+
+    For the files read while Wireshark lists interfaces (the settings file, a
+    Proxmox VM's ``.conf``): opened without blocking, so that a fifo at the
+    path cannot hang the listing; checked on the open descriptor
+    (:class:`NotAFileError` for ``/dev/zero``, a directory, a fifo); read no
+    further than one byte past ``limit`` (a caller tells a file that grew).
+    Other :class:`OSError` propagate."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    name = os.fspath(path)
+    fd = os.open(name, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAFileError(name, file_kind(st.st_mode))
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            data = os.read(fd, min(left, 1 << 16))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+    finally:
+        os.close(fd)
+    return b"".join(chunks), st.st_size
+
+
 def not_regular(path: str) -> str | None:
     """What ``path`` holds instead of a regular file (``a directory``, ``a symlink
     loop``, ...); None for a regular file or nothing at all."""
