@@ -205,8 +205,9 @@ def list_interfaces() -> list[str]:
         demo = [n for n, (name, _) in enumerate(interfaces) if name == DEMO_NAME][:1]
         at = demo[0] if demo else len(interfaces)
         interfaces[at:at] = remote_interface_lines(config, notes)
-    except Exception:  # noqa: BLE001 - the listing must never break Wireshark's start-up
-        interfaces = []  # (no log file at listing time: Wireshark passes none)
+    except Exception as exc:  # noqa: BLE001 - the listing must never break Wireshark's start-up
+        interfaces = []  # (no log file at listing time: Wireshark passes none): said in the list
+        notes.append(f"SWTPM listing failed: {type(exc).__name__}: {exc} (please report it)")
     if not any(name == DEMO_NAME for name, _ in interfaces):
         interfaces.append((DEMO_NAME, DEMO_DISPLAY))
     for name, display in interfaces:
