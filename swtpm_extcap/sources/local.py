@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 
 from ..errors import UserError, reason
-from .base import Backlog, Chunk, Notice
+from .base import Backlog, Chunk, Gap, Notice
 from .follow import OPEN_FLAGS, follow_chunks, read_once
 
 
@@ -57,7 +57,7 @@ class LocalFile:
             if not left:
                 yield Notice.BACKLOG_DONE
             for chunk in chunks:
-                if not left:
+                if not left or isinstance(chunk, Gap):
                     yield chunk
                 elif isinstance(chunk, Notice):  # a switch before the backlog's end ends it
                     left = 0
