@@ -56,7 +56,7 @@ _FIELDS: dict[bytes, re.Pattern[bytes]] = {
         b"H": rb"H",  # heartbeat
         b"B": rb"B %s (-?[0-9]{1,19})" % _INT,  # stat: size, mtime
         b"X": rb"X",  # read: the end
-        b"Q": rb"Q ([0-9]) %s %s" % (_INO, _INT),  # resumed in a rotated copy: which, inode, size
+        b"Q": rb"Q ([0-2]) %s %s" % (_INO, _INT),  # resumed in a rotated copy: ssh_script.ROTATED[i], inode, size
         b"G": rb"G %s" % _INT,  # the old file is gone: bytes after this offset may be lost
         b"E": rb"E ([A-Z]{2,12}) ([ -~]{0,%d})" % MAX_ERROR_TEXT,  # cannot go on
     }.items()
