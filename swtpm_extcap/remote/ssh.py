@@ -26,15 +26,15 @@ engine is synchronous) on a private event loop, watching a stop Event.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import threading
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import UserError
+from .host_keys import DEFAULT_KNOWN_HOSTS, HostCheck
+from .ssh_config import check_host_ip
 
 if TYPE_CHECKING:  # asyncio and asyncssh are imported where they are used: listing stays fast
     import asyncio
@@ -86,6 +86,10 @@ class SSHParams:
     #: an OpenSSH client config instead of ~/.ssh/config
     ssh_config: str | None = None
     connect_timeout: float = CONNECT_TIMEOUT
+    #: run this to reach the host (sshdump's --proxycommand; %h %p as in OpenSSH)
+    proxy_command: str | None = None
+    #: an open connection to reach the host through (a ProxyJump hop; not a setting)
+    tunnel: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
@@ -95,6 +99,13 @@ class SSHParams:
             raise UserError(f"SSH port {self.port}: give a number from 1 to 65535")
         if self.priv not in PRIVS:
             raise UserError(f"priv {self.priv!r} is not one of: {', '.join(PRIVS)}")
+        if self.proxy_command is not None:
+            try:
+                if not shlex.split(self.proxy_command):
+                    raise ValueError("empty")
+            except ValueError as exc:
+                raise UserError(f"ProxyCommand {self.proxy_command!r}: {exc}; give a command"
+                                " such as: nc %h %p") from None
         if self.host_keys not in HOST_KEY_POLICIES:
             raise UserError(
                 f"host key policy {self.host_keys!r} is not one of: {', '.join(HOST_KEY_POLICIES)}")
@@ -170,23 +181,95 @@ def require_asyncssh() -> None:
         ) from None
 
 
-async def connect(params: SSHParams) -> asyncssh.SSHClientConnection:
-    """Open an SSH connection; :class:`UserError` with one line if that fails."""
+#: ProxyJump hops followed at most (a config whose jump host jumps through itself)
+MAX_HOPS = 5
+
+
+async def connect(params: SSHParams, *, _hops: int = 0) -> asyncssh.SSHClientConnection:
+    """Open an SSH connection; :class:`UserError` with one line if that fails.
+
+    The host key is checked by name (:mod:`.host_keys`); a ``ProxyJump`` of the
+    config is followed here, hop by hop, so that each jump host's key is checked
+    the same way."""
     require_asyncssh()
     import asyncssh
 
     quiet_asyncssh()
     try:
-        return await _connect(params, check_host_key=True)
-    except asyncssh.HostKeyNotVerifiable as exc:
-        if params.host_keys == "accept-new" and not await _host_known(params):
-            return await _accept_new(params)
-        raise await _host_key_error(params, exc) from None
+        check, tunnel = await _prepare(params, _hops)
+    except ConnectError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line
         raise connect_error(params, exc) from None
+    try:
+        conn = await _connect(params, check, tunnel)
+    except asyncssh.HostKeyNotVerifiable:
+        if params.host_keys == "accept-new" and not check.known():
+            return await _accept_new(params, check, tunnel)
+        raise ConnectError(check.refusal()) from None
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+        raise connect_error(params, exc) from None
+    if check.ip_mismatch(conn.get_server_host_key()):
+        conn.abort()
+        raise ConnectError(check.ip_refusal())
+    return conn
 
 
-async def _connect(params: SSHParams, *, check_host_key: bool) -> asyncssh.SSHClientConnection:
+async def _prepare(params: SSHParams, hops: int
+                   ) -> tuple[HostCheck, asyncssh.SSHClientConnection | None]:
+    """The host-key check for ``params`` (after ~/.ssh/config), and the ProxyJump tunnel."""
+    import asyncssh
+
+    kwargs: dict[str, Any] = {"host": params.host}
+    if params.port is not None:
+        kwargs["port"] = params.port
+    if params.user:
+        kwargs["username"] = params.user
+    if params.ssh_config:
+        kwargs["config"] = [os.path.expanduser(params.ssh_config)]
+    if params.proxy_command:
+        kwargs["proxy_command"] = proxy_words(params.proxy_command, params)
+    options = await asyncssh.SSHClientConnectionOptions.construct(**kwargs)
+    name = str(getattr(options, "host_key_alias", None) or options.host or params.host)
+    port = int(options.port or DEFAULT_PORT)
+    if params.known_hosts:
+        files: tuple[str, ...] = (os.path.expanduser(params.known_hosts),)
+    elif isinstance(options.known_hosts, list) and options.known_hosts:
+        files = tuple(os.path.expanduser(str(f)) for f in options.known_hosts)
+    else:
+        files = (os.path.expanduser(DEFAULT_KNOWN_HOSTS),)
+    check = HostCheck(name, port, files, check_ip=check_host_ip(params.ssh_config, params.host),
+                      given=params.host, config=params.ssh_config)
+    tunnel = None
+    jump = options.tunnel if isinstance(options.tunnel, str) else ""
+    if jump and jump.lower() != "none" and not params.proxy_command:
+        if hops >= MAX_HOPS:
+            raise ConnectError(f"SSH to {params.where}: more than {MAX_HOPS} ProxyJump hops"
+                               " (does the jump host's config entry jump through itself?)")
+        for hop in jump.split(","):
+            user, _, host = hop.rpartition("@")
+            hop_port: int | None = None
+            if host.count(":") == 1:
+                host, _, port_text = host.partition(":")
+                hop_port = int(port_text) if port_text.isdigit() else None
+            hop_params = SSHParams(host=host, port=hop_port, user=user or None,
+                                   host_keys=params.host_keys, known_hosts=params.known_hosts,
+                                   ssh_config=params.ssh_config,
+                                   connect_timeout=params.connect_timeout)
+            tunnel = await _via(hop_params, tunnel, hops + 1)
+    return check, tunnel
+
+
+async def _via(params: SSHParams, tunnel: asyncssh.SSHClientConnection | None, hops: int
+               ) -> asyncssh.SSHClientConnection:
+    """One ProxyJump hop (through the previous one)."""
+    if tunnel is None:
+        return await connect(params, _hops=hops)
+    return await connect(replace(params, tunnel=tunnel), _hops=hops)
+
+
+async def _connect(params: SSHParams, check: HostCheck | None,
+                   tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
     import asyncssh
 
     kwargs: dict[str, Any] = {
@@ -194,6 +277,7 @@ async def _connect(params: SSHParams, *, check_host_key: bool) -> asyncssh.SSHCl
         "login_timeout": params.connect_timeout,
         "keepalive_interval": KEEPALIVE_INTERVAL,
         "keepalive_count_max": KEEPALIVE_COUNT,
+        "known_hosts": check,  # None: no check (accept-new's first contact)
     }
     if params.port is not None:
         kwargs["port"] = params.port
@@ -207,91 +291,48 @@ async def _connect(params: SSHParams, *, check_host_key: bool) -> asyncssh.SSHCl
         kwargs["password"] = params.password
     if params.ssh_config:
         kwargs["config"] = [os.path.expanduser(params.ssh_config)]
-    if not check_host_key:
-        kwargs["known_hosts"] = None
-    elif params.known_hosts:
-        path = os.path.expanduser(params.known_hosts)
-        # a file that does not exist yet trusts no key (asyncssh would raise)
-        kwargs["known_hosts"] = path if os.path.exists(path) else asyncssh.import_known_hosts("")
+    if params.proxy_command:
+        kwargs["proxy_command"] = proxy_words(params.proxy_command, params)
+    if tunnel is not None:
+        kwargs["tunnel"] = tunnel
+    elif params.tunnel is not None:
+        kwargs["tunnel"] = params.tunnel
     conn: asyncssh.SSHClientConnection = await asyncssh.connect(params.host, **kwargs)
     return conn
 
 
-async def _resolved(params: SSHParams) -> tuple[str, int, str | None]:
-    """(HostName, Port, User) after ``~/.ssh/config``, for messages."""
-    import asyncssh
-
-    kwargs: dict[str, Any] = {"host": params.host}
-    if params.port is not None:
-        kwargs["port"] = params.port
-    if params.ssh_config:
-        kwargs["config"] = [os.path.expanduser(params.ssh_config)]
+async def _accept_new(params: SSHParams, check: HostCheck,
+                      tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
+    """Trust on first use: connect without checking, then record the key under the name."""
     try:
-        options = await asyncssh.SSHClientConnectionOptions.construct(**kwargs)
-    except Exception:  # noqa: BLE001 - a broken config is reported by connect itself
-        return params.host, params.port or DEFAULT_PORT, params.user
-    return str(options.host or params.host), int(options.port or DEFAULT_PORT), params.user
-
-
-def _known_hosts_file(params: SSHParams) -> str:
-    return os.path.expanduser(params.known_hosts or "~/.ssh/known_hosts")
-
-
-async def _host_known(params: SSHParams) -> bool:
-    """Has the known_hosts file any key for this host (then a mismatch is a *changed* key)?"""
-    import asyncssh
-
-    host, port, _ = await _resolved(params)
-    try:
-        known = asyncssh.read_known_hosts(_known_hosts_file(params))
-    except (OSError, ValueError):
-        return False
-    addr = host
-    keys = known.match(host, addr, port if port != DEFAULT_PORT else None)[0]
-    return bool(keys)
-
-
-async def _host_key_error(params: SSHParams, exc: Exception) -> ConnectError:
-    m = re.search(r"for host (\S+)", str(exc))
-    host, port, _ = await _resolved(params)
-    if m and m.group(1) != host:  # the jump host's key: name it
-        host, port = m.group(1), DEFAULT_PORT
-    target = shlex.quote(host) if port == DEFAULT_PORT else f"-p {port} {shlex.quote(host)}"
-    entry = host if port == DEFAULT_PORT else f"[{host}]:{port}"
-    known = _known_hosts_file(params)
-    if await _host_known(params):
-        return ConnectError(
-            f"the SSH host key of {entry} has CHANGED since it was trusted (or someone is"
-            f" intercepting): refused. If the host was reinstalled, check its new key, then"
-            f" ssh-keygen -R {shlex.quote(entry)} -f {shlex.quote(known)} and trust it again:"
-            f" ssh-keyscan {target} >> {shlex.quote(known)}"
-        )
-    return ConnectError(
-        f"the SSH host key of {entry} is unknown: refused. Check and trust it once with"
-        f" `ssh {target}` (answer yes), or ssh-keyscan {target} >> {shlex.quote(known)}"
-    )
-
-
-async def _accept_new(params: SSHParams) -> asyncssh.SSHClientConnection:
-    """Trust on first use: connect without checking, then record the key."""
-    try:
-        conn = await _connect(params, check_host_key=False)
+        conn = await _connect(params, None, tunnel)
     except Exception as exc:  # noqa: BLE001
         raise connect_error(params, exc) from None
     key = conn.get_server_host_key()
-    if key is not None:
-        host, port, _ = await _resolved(params)
-        entry = host if port == DEFAULT_PORT else f"[{host}]:{port}"
-        path = Path(_known_hosts_file(params))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            line = f"{entry} {key.export_public_key('openssh').decode().strip()}\n"
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(line)
-            _log().info("added the host key of %s to %s", entry, path)
-        except OSError as err:
-            _log().warning("could not add the host key of %s to %s: %s", entry, path, err)
+    if check.ip_mismatch(key):
+        conn.abort()
+        raise ConnectError(check.ip_refusal())
+    check.remember(key, _log())
     return conn
+
+
+def proxy_words(command: str, params: SSHParams) -> list[str]:
+    """A ProxyCommand as argv (run without a shell), ``%h %p %r %%`` expanded as OpenSSH does."""
+    out = []
+    for word in shlex.split(command):
+        expanded, i = "", 0
+        while i < len(word):
+            ch = word[i]
+            if ch == "%" and i + 1 < len(word):
+                token = word[i + 1]
+                expanded += {"h": params.host, "p": str(params.port or DEFAULT_PORT),
+                             "r": params.user or "", "%": "%"}.get(token, "%" + token)
+                i += 2
+                continue
+            expanded += ch
+            i += 1
+        out.append(expanded)
+    return out
 
 
 def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
