@@ -161,13 +161,15 @@ def test_without_asyncssh_the_listing_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An install without the asyncssh package (e.g. a venv made without dependencies)."""
-    from swtpm_extcap.extcap.protocol import LISTING_NOTE, list_interfaces
+    from swtpm_extcap.extcap.protocol import list_interfaces
 
     config = tmp_path / "config.toml"
     config.write_text('[[remote]]\nname = "pve1"\nhost = "pve1.lan"\n')
     monkeypatch.setenv("SWTPM_EXTCAP_CONFIG", str(config))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setitem(sys.modules, "asyncssh", None)  # "import asyncssh" raises ImportError
     lines = list_interfaces()
-    note = [line for line in lines if LISTING_NOTE in line]
+    note = [line for line in lines if "{value=swtpm-pve1--error}" in line]
     assert len(note) == 1 and "pip install asyncssh bcrypt" in note[0]
+    assert "{display=SWTPM pve1 error: SSH needs the asyncssh package" in note[0]
     assert any("{value=swtpm-ssh}" in line for line in lines)

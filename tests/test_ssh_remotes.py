@@ -17,8 +17,8 @@ from swtpm_extcap.errors import ConfigError
 from swtpm_extcap.interfaces.local import running_levels
 from swtpm_extcap.swtpmlog.level import level_hint, level_note, parse_log_option
 from swtpm_extcap.sources.ssh import SSHSource
-from swtpm_extcap.remote.settings import Remote, load_remotes, parse_remotes
-from swtpm_extcap.remote.discovery import find_remote_vm, list_remote_vms
+from swtpm_extcap.remote.listing import find_remote_vm, list_remotes
+from swtpm_extcap.remote.settings import Node, Remote, load_remotes, parse_remotes
 
 
 def test_parse_remotes_reads_the_issue_example(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_parse_remotes_reads_the_issue_example(tmp_path: Path) -> None:
     )
     (remote,) = load_remotes(conf)
     assert remote == Remote(name="pve1", host="pve1.lan", port=22, user="root", priv="sudo",
-                            nodes=(("pve2", "10.0.0.2"),))
+                            nodes=(("pve2", Node(host="10.0.0.2")),))
     assert remote.params("pve2").host == "10.0.0.2"
     assert remote.params("pve3").host == "pve3"  # default: the node name itself
     assert remote.params().priv == "sudo"
@@ -128,7 +128,9 @@ def test_remote_discovery_finds_proxmox_cluster_libvirt_globs_and_levels(
     loud = realtpm.start_swtpm(host_tree / "tpm-loud", level=20)
     try:
         remote = _remote(host_tree, globs=[str(host_tree / "tpm-*" / "swtpm.log")])
-        vms = {vm.interface: vm for vm in list_remote_vms([remote], cache=tmp_path / "cache")}
+        listing = list_remotes([remote], cache=tmp_path / "cache")
+        assert listing.failures == ()
+        vms = {vm.interface: vm for vm in listing.vms}
         # the same levels, found locally from /proc
         local = running_levels()
         assert local[str(quiet.log_path)] == 1 and local[str(loud.log_path)] == 20
@@ -155,16 +157,16 @@ def test_listing_with_an_unreachable_host_is_quick_quiet_and_cached(
     down = Remote(name="down", host="127.0.0.77", port=9)  # nothing listens there
     cache = tmp_path / "cache"
     t0 = time.monotonic()
-    vms = list_remote_vms([good, down], cache=cache)
+    vms = list_remotes([good, down], cache=cache).vms
     elapsed = time.monotonic() - t0
     assert {vm.interface for vm in vms} >= {"swtpm-lab-103", "swtpm-lab-200"}
     assert elapsed < 10  # bounded (the figure is in bench/bench_ssh.py)
     assert capfd.readouterr() == ("", "")
     # within the cache's lifetime the host is not asked again: a removed log stays listed
     (host_tree / "run" / "103-swtpm.log").unlink()
-    again = list_remote_vms([good, down], cache=cache)
+    again = list_remotes([good, down], cache=cache).vms
     assert "swtpm-lab-103" in {vm.interface for vm in again}
-    later = list_remote_vms([good, down], cache=cache, now=time.time() + 3600)
+    later = list_remotes([good, down], cache=cache, now=time.time() + 3600).vms
     assert "swtpm-lab-103" not in {vm.interface for vm in later}
     assert capfd.readouterr() == ("", "")
 

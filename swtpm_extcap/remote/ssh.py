@@ -220,7 +220,8 @@ async def _prepare(params: SSHParams, hops: int
     """The host-key check for ``params`` (after ~/.ssh/config), and the ProxyJump tunnel."""
     import asyncssh
 
-    kwargs: dict[str, Any] = {"host": params.host}
+    # config=(): ~/.ssh/config, as asyncssh.connect reads it (construct's own default reads none)
+    kwargs: dict[str, Any] = {"host": params.host, "config": ()}
     if params.port is not None:
         kwargs["port"] = params.port
     if params.user:
