@@ -168,6 +168,39 @@ def quiet_asyncssh() -> None:
     logger.setLevel(logging.WARNING)
 
 
+def bound_channel_window() -> None:
+    """Make asyncssh's flow control hold: received data stays within the channel window.
+
+    asyncssh (2.14 to 2.24 at least) re-opens a channel's whole receive window
+    when it delivers one buffered packet after a pause, although the packets
+    still buffered were counted against that window: each pause and resume lets
+    the sender send another window, so a host that sends faster than we read
+    grows our memory without bound (192 MiB of buffered packets after 3 s,
+    tests/test_ssh_hostile.py). Credited here is only what was delivered: the
+    buffered bytes count as still in the window. Applied once; left alone if
+    asyncssh's channel is not what this expects."""
+    from asyncssh.channel import SSHChannel
+
+    deliver = getattr(SSHChannel, "_deliver_data", None)
+    if deliver is None or getattr(deliver, "_swtpm_bounded", False):
+        return
+
+    def _deliver_data(self: Any, data: Any, datatype: Any) -> None:
+        pending = getattr(self, "_recv_buf", None)
+        buffered = sum(len(item[0]) for item in pending) if pending else 0
+        if not buffered or not isinstance(getattr(self, "_recv_window", None), int):
+            deliver(self, data, datatype)
+            return
+        self._recv_window += buffered
+        try:
+            deliver(self, data, datatype)
+        finally:
+            self._recv_window -= buffered
+
+    _deliver_data._swtpm_bounded = True  # type: ignore[attr-defined]
+    SSHChannel._deliver_data = _deliver_data  # type: ignore[method-assign]
+
+
 def require_asyncssh() -> None:
     """:class:`UserError` with the fix when asyncssh is not installed."""
     try:
@@ -195,6 +228,7 @@ async def connect(params: SSHParams, *, _hops: int = 0) -> asyncssh.SSHClientCon
     import asyncssh
 
     quiet_asyncssh()
+    bound_channel_window()
     try:
         check, tunnel = await _prepare(params, _hops)
     except ConnectError:

@@ -38,7 +38,7 @@ from .ssh_script import GUARD_SIZE, ROTATED, Mode, Wake
 #: waits before reconnect attempts 1, 2, ... (the last one repeats)
 BACKOFF_S = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)
 #: most NUL log bytes handed on at once
-PIECE = 1 << 20
+PIECE = 1 << 18
 #: not from the host: the follow's own item for "the link just went down"
 LINK_DOWN = Header("link-down")
 

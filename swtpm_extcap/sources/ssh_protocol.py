@@ -116,6 +116,11 @@ class FrameDecoder:
         self._trailer = False  # the frame's bytes are all here: its V line is next
 
     @property
+    def chatter(self) -> bytes:
+        """What came before the hello (all of it, while there was no hello yet)."""
+        return self.preamble if self.greeted else self.preamble + self._buf
+
+    @property
     def in_frame(self) -> bool:
         """Inside a data frame (its bytes or its trailer still to come)."""
         return self._left > 0 or self._trailer

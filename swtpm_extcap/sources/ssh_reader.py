@@ -108,15 +108,15 @@ class Reader:
             try:
                 chunk = await asyncio.wait_for(proc.stdout.read(READ_SIZE), max(0.0, left))
             except asyncio.TimeoutError:
-                raise self._silent(first, decoder.preamble, timed_out=True) from None
+                raise self._silent(first, decoder.chatter, timed_out=True) from None
             except (asyncssh.Error, OSError) as exc:
                 raise Dropped(f"the reader went away: {exc or type(exc).__name__}") from None
             if not chunk:
-                raise await self._ended(first, decoder.preamble)
+                raise await self._ended(first, decoder.chatter)
             try:
                 self._pending = decoder.feed(chunk)
             except ProtocolError as exc:
-                raise self._chatter(str(exc)) from None
+                raise (self._misbehaved(exc) if decoder.greeted else self._chatter(str(exc))) from None
         if decoder.preamble:
             log.info("%s: skipped %d bytes the login printed before the reader",
                      self.label, len(decoder.preamble))
@@ -144,10 +144,7 @@ class Reader:
             try:
                 out = decoder.feed(chunk)
             except ProtocolError as exc:
-                raise Misbehaved(
-                    f"{self.label}: the remote reader sent {exc}; the host runs something else"
-                    " than this version's reader (a ForceCommand?), or misbehaves: capture"
-                    " stopped") from None
+                raise self._misbehaved(exc) from None
             if out:
                 return out
 
@@ -195,6 +192,11 @@ class Reader:
             f"{self.label}: the remote reader could not start{': ' + err if err else ''}"
             " (the host needs a POSIX sh with stat, dd, tail, head: Linux with GNU coreutils"
             " or BusyBox)")
+
+    def _misbehaved(self, exc: ProtocolError) -> Misbehaved:
+        return Misbehaved(f"{self.label}: the remote reader sent {exc}; the host runs something"
+                          " else than this version's reader (a ForceCommand?), or misbehaves:"
+                          " capture stopped")
 
     def _chatter(self, detail: str) -> UserError:
         return UserError(f"{self.label}: the login prints too much before the reader starts"
