@@ -9,7 +9,7 @@ Starts a real sshd (tests/sshd.py) on 127.0.0.1 and logs in as root with a key.
 2. Reconnect: a live follow; the connection is killed (sshd's processes
    SIGKILLed), a record is appended at once; time until that record arrives
    (reconnect + resume + one poll), ``--kills`` times.
-3. Listing: ``list_remote_vms`` for one reachable and one unreachable host
+3. Listing: ``list_remotes`` for one reachable and one unreachable host
    (127.0.0.77, nothing listens there), with an empty cache and a warm one.
 
 Big log: ``python3 bench/gen_big_log.py`` (see its --help) or, as measured for the README,
@@ -41,8 +41,8 @@ from swtpm_extcap.sources.base import Notice  # noqa: E402
 from swtpm_extcap.sources.local import LocalFile  # noqa: E402
 from swtpm_extcap.sources.ssh import SSHSource  # noqa: E402
 from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
-from swtpm_extcap.remote.settings import Remote
-from swtpm_extcap.remote.discovery import list_remote_vms  # noqa: E402
+from swtpm_extcap.remote.listing import list_remotes  # noqa: E402
+from swtpm_extcap.remote.settings import Remote  # noqa: E402
 
 
 class NullSink:
@@ -99,7 +99,7 @@ def throughput(params: SSHParams, log: Path, rounds: int) -> None:
 def reconnect(params: SSHParams, sshd_kill: Callable[[], int], folder: Path, kills: int) -> None:
     log = folder / "live.log"
     log.write_bytes(b"start\n")
-    source = SSHSource(params, str(log), poll_s=0.05)
+    source = SSHSource(params, str(log))
     stop = threading.Event()
     got: list[bytes] = []
     seen = threading.Condition()
@@ -157,9 +157,9 @@ def listing(home: Path, port: int, key: Path, known: str, rounds: int) -> None:
     cold, warm = [], []
     for i in range(rounds):
         cache = home / f"cache{i}"
-        secs, n = timed(lambda: len(list_remote_vms(remotes, cache=cache)))
+        secs, n = timed(lambda: len(list_remotes(remotes, cache=cache).vms))
         cold.append(secs)
-        secs, _ = timed(lambda: len(list_remote_vms(remotes, cache=cache)))
+        secs, _ = timed(lambda: len(list_remotes(remotes, cache=cache).vms))
         warm.append(secs)
     print(f"listing, one reachable + one unreachable host (127.0.0.77, refused): cold cache"
           f" median {statistics.median(cold) * 1000:.0f} ms (max {max(cold) * 1000:.0f} ms),"

@@ -412,6 +412,10 @@ def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
         if (isinstance(exc, FileNotFoundError) and params.identity
                 and not os.path.exists(os.path.expanduser(params.identity))):
             return ConnectError(f"SSH key file {params.identity} does not exist")
+        if (isinstance(exc, FileNotFoundError) and params.ssh_config
+                and not os.path.exists(os.path.expanduser(params.ssh_config))):
+            return ConnectError(f"SSH config file {params.ssh_config} does not exist; give an"
+                                " OpenSSH client config (ssh_config), or leave it out")
         import errno
 
         reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
