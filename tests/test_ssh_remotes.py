@@ -34,6 +34,22 @@ def test_parse_remotes_reads_the_issue_example(tmp_path: Path) -> None:
     assert remote.params("pve2").host == "10.0.0.2"
     assert remote.params("pve3").host == "pve3"  # default: the node name itself
     assert remote.params().priv == "sudo"
+    assert remote.params("pve2").port is None  # the entry's port is its host's, not a node's
+
+
+def test_parse_remotes_new_keys() -> None:
+    (remote,) = parse_remotes([{
+        "name": "pve1", "host": "pve1.lan", "port": 2200, "user": "admin", "key": "~/.ssh/k",
+        "ssh_config": "~/.ssh/config.pve", "known_hosts": "~/.ssh/known.pve",
+        "connect_timeout": 20, "reader": "/usr/local/sbin/swtpm-extcap-reader",
+        "nodes": {"pve2": {"host": "10.0.0.2", "port": 2222, "user": "ops"}, "pve3": "pve3.lan"},
+    }], "c")
+    p2, p3 = remote.params("pve2"), remote.params("pve3")
+    assert (p2.host, p2.port, p2.user, p2.identity) == ("10.0.0.2", 2222, "ops", "~/.ssh/k")
+    assert (p3.host, p3.port, p3.user) == ("pve3.lan", None, "admin")
+    for params in (remote.params(), p2, p3):
+        assert params.ssh_config == "~/.ssh/config.pve" and params.known_hosts == "~/.ssh/known.pve"
+        assert params.connect_timeout == 20 and params.reader == "/usr/local/sbin/swtpm-extcap-reader"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +63,13 @@ def test_parse_remotes_reads_the_issue_example(tmp_path: Path) -> None:
         ({"name": "a", "host": "h", "globs": ["rel/*.log"]}, "globs must be"),
         ({"name": "a", "host": "h", "colour": 1}, "unknown key colour"),
         ({"name": "a", "host": "-oProxyCommand=x"}, "give a host name"),
+        ({"name": "a-", "host": "h"}, "not ending in -"),
+        ({"name": "a", "host": "h", "connect_timeout": 0}, "connect_timeout must be"),
+        ({"name": "a", "host": "h", "connect_timeout": True}, "connect_timeout must be"),
+        ({"name": "a", "host": "h", "reader": "swtpm-extcap-reader"}, "absolute path"),
+        ({"name": "a", "host": "h", "nodes": {"pve2": {"port": "22"}}}, "nodes.pve2.port"),
+        ({"name": "a", "host": "h", "nodes": {"pve2": {"colour": 1}}}, "nodes must be"),
+        ({"name": "a", "host": "h", "ssh_config": ""}, "ssh_config must be"),
     ],
 )
 def test_parse_remotes_errors_name_the_key(entry: dict[str, object], fragment: str) -> None:

@@ -329,3 +329,42 @@ def test_nul_bytes_of_the_log_pass_through_big_frames(ssh_env: SshEnv, share: Pa
     follower.wait_for(lambda: len(follower.data()) == len(data))
     follower.end()
     assert follower.data() == data
+
+
+def test_the_restricted_reader_through_sudo_reads_only_its_logs(
+    ssh_env: SshEnv, root_only_log: Path, share: Path
+) -> None:
+    """The documented setup: the reader installed root-owned, a sudoers line for it alone."""
+    _need_test_user(ssh_env)
+    from swtpm_extcap.sources.ssh_script import installed_reader
+
+    reader = Path(f"/usr/local/sbin/swtpm-extcap-reader-test-{os.getpid()}")
+    reader.write_text(installed_reader(allowed=f"{share}/*.log"))
+    os.chown(reader, 0, 0)
+    reader.chmod(0o755)
+    dropin = Path("/etc/sudoers.d/swtpm-extcap-test-reader")
+    dropin.write_text(f"{ssh_env.user.name} ALL=(root) NOPASSWD: {reader}\n")
+    os.chmod(dropin, 0o440)
+    secret = share / "secret.txt"
+    secret.write_bytes(b"not a log\n")
+    secret.chmod(0o600)
+    try:
+        check = subprocess.run(["visudo", "-c", "-f", str(dropin)], capture_output=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        params = ssh_env.user_params(priv="sudo", reader=str(reader))
+        source = SSHSource(params, str(root_only_log))
+        assert source.backlog().size == root_only_log.stat().st_size
+        assert b"".join(SSHSource(params, str(root_only_log)).read(threading.Event())) == \
+            root_only_log.read_bytes()
+        follower = Follower(SSHSource(params, str(root_only_log)))
+        follower.wait_for(lambda: follower.data() == root_only_log.read_bytes())
+        follower.end()
+        for path in (secret, share / ".." / share.name / "root-only.log"):
+            with pytest.raises(UserError, match="may not read"):
+                SSHSource(params, str(path)).backlog()
+        # the login may run the reader, and nothing else as root: sh is refused
+        with pytest.raises(UserError, match="sudo -n refused"):
+            SSHSource(ssh_env.user_params(priv="sudo"), str(root_only_log)).backlog()
+    finally:
+        dropin.unlink()
+        reader.unlink()

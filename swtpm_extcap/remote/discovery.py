@@ -216,7 +216,9 @@ async def _discover(remote: Remote, timeout: float) -> list[RemoteVM]:
     try:
         argv = ["sh", "-s", "--", remote.proxmox_dir, remote.pve_dir, remote.libvirt_dir, token,
                 *remote.globs]
-        proc = await conn.create_process(wrap_priv(remote.priv, argv), encoding=None)
+        # with an installed reader, sudo runs nothing else: discovery runs as the login
+        priv = "none" if remote.reader else remote.priv
+        proc = await conn.create_process(wrap_priv(priv, argv), encoding=None)
         proc.stdin.write(DISCOVER_SCRIPT.encode())
         proc.stdin.write_eof()
         out, err = await _bounded(proc)

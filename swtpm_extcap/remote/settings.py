@@ -42,6 +42,8 @@ _KEYS = {
                   " e.g. ssh_config = \"~/.ssh/config.pve\"",
     "known_hosts": "a known_hosts file instead of ~/.ssh/known_hosts,"
                    " e.g. known_hosts = \"~/.ssh/known_hosts.pve\"",
+    "reader": "the absolute path of the installed restricted reader on that host, for a sudoers"
+              " line that allows only it, e.g. reader = \"/usr/local/sbin/swtpm-extcap-reader\"",
     "connect_timeout": f"seconds to wait for the host when capturing (1 to {MAX_CONNECT_TIMEOUT_S:g}),"
                        " e.g. connect_timeout = 20",
     "proxmox_dir": f"an absolute folder on that host, e.g. proxmox_dir = {PROXMOX_DIR!r}",
@@ -80,6 +82,7 @@ class Remote:
     ssh_config: str | None = None
     known_hosts: str | None = None
     connect_timeout: float = CAPTURE_TIMEOUT_S
+    reader: str | None = None
 
     def params(self, node: str | None = None, *, timeout: float | None = None) -> SSHParams:
         """How to reach this host, or one of its cluster's nodes: a node's own host, port,
@@ -94,7 +97,7 @@ class Remote:
             user, key = how.user or self.user, how.key or self.key
         return SSHParams(host=host, port=port, user=user, identity=key, priv=self.priv,
                          host_keys=self.host_keys, known_hosts=self.known_hosts,
-                         ssh_config=self.ssh_config, connect_timeout=wait)
+                         ssh_config=self.ssh_config, connect_timeout=wait, reader=self.reader)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ def _remote(entry: Mapping[str, Any], where: str) -> Remote:
                         key=text("key"), host_keys=host_keys, globs=tuple(globs),
                         nodes=nodes, ssh_config=text("ssh_config"),
                         known_hosts=text("known_hosts"), connect_timeout=float(timeout),
+                        reader=text("reader"),
                         **folders)
         remote.params()  # the host and port checks of SSHParams
         for node, _ in nodes:

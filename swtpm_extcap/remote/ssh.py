@@ -88,6 +88,9 @@ class SSHParams:
     connect_timeout: float = CONNECT_TIMEOUT
     #: run this to reach the host (sshdump's --proxycommand; %h %p as in OpenSSH)
     proxy_command: str | None = None
+    #: an installed reader to run (through priv) instead of ``sh -s`` with the script:
+    #: the fixed command a sudoers line allows (sources/ssh_script.installed_reader)
+    reader: str | None = None
     #: an open connection to reach the host through (a ProxyJump hop; not a setting)
     tunnel: Any = field(default=None, repr=False, compare=False)
 
@@ -106,6 +109,10 @@ class SSHParams:
             except ValueError as exc:
                 raise UserError(f"ProxyCommand {self.proxy_command!r}: {exc}; give a command"
                                 " such as: nc %h %p") from None
+        if self.reader is not None and (not self.reader.startswith("/")
+                                        or any(c.isspace() for c in self.reader)):
+            raise UserError(f"reader {self.reader!r}: give the absolute path of the installed"
+                            " reader on the host, e.g. /usr/local/sbin/swtpm-extcap-reader")
         if self.host_keys not in HOST_KEY_POLICIES:
             raise UserError(
                 f"host key policy {self.host_keys!r} is not one of: {', '.join(HOST_KEY_POLICIES)}")
@@ -138,9 +145,10 @@ def priv_refused(priv: Priv, stderr: str, where: str) -> UserError | None:
                          " and grant read access to the logs (setfacl -m u:USER:r LOG)")
     if low.startswith(f"{tool}:") or "sudoers" in low or "may not run sudo" in low:
         return UserError(
-            f"{where}: {tool} -n refused to run the reader ({first}); allow it without a password,"
-            f" e.g. a sudoers line 'USER ALL=(root) NOPASSWD: /bin/sh', or use priv = \"none\""
-            " and grant read access to the logs (setfacl -m u:USER:r LOG)"
+            f"{where}: {tool} -n refused to run the reader ({first}); allow it without a"
+            " password: install the restricted reader and a sudoers line for it alone (remote.md:"
+            " 'USER ALL=(root) NOPASSWD: /usr/local/sbin/swtpm-extcap-reader', reader = that"
+            " path), or use priv = \"none\" and grant read access to the logs (setfacl -m u:USER:r LOG)"
         )
     return None
 

@@ -127,6 +127,9 @@ class SSHSource:
     def explain(self, exc: OSError) -> str:
         where = self.params.where
         quoted = self.path
+        if exc.errno == errno.EPERM:
+            return (f"the reader {self.params.reader or ''} on {where} may not read {quoted}: it"
+                    " reads only the logs its ALLOWED line names; add a pattern for it there")
         if isinstance(exc, PermissionError):
             if self.params.priv == "none":
                 return (
@@ -240,7 +243,7 @@ def _advance(state: _State, data: bytes) -> None:
 
 def _oserror(code: str, text: str, path: str) -> OSError:
     kinds: dict[str, Any] = {"ENOENT": FileNotFoundError, "EACCES": PermissionError,
-                             "EISDIR": IsADirectoryError}
+                             "EISDIR": IsADirectoryError, "EPERM": OSError}
     number = getattr(errno, code, errno.EIO)
     return kinds.get(code, OSError)(number, text, path)  # type: ignore[no-any-return]
 

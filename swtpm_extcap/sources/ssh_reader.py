@@ -87,7 +87,10 @@ class Reader:
         token = new_token()
         words = script_args(mode, self.path, token, heartbeat_s=HEARTBEAT_S, wake=wake,
                             **args)  # type: ignore[arg-type]
-        command = wrap_priv(params.priv, ["sh", "-s", "--", *words])
+        if params.reader:  # an installed reader (sudoers allows only it): no script to send
+            command = wrap_priv(params.priv, [params.reader, *words])
+        else:
+            command = wrap_priv(params.priv, ["sh", "-s", "--", *words])
         try:
             proc = await asyncio.wait_for(conn.create_process(command, encoding=None),
                                           params.connect_timeout)
@@ -99,7 +102,8 @@ class Reader:
         self.stderr = b""
         self._err_task = asyncio.ensure_future(self._drain_stderr(proc))
         self.decoder = decoder = FrameDecoder(token, max_frame=MAX_FRAME)
-        proc.stdin.write(SCRIPT.encode())
+        if not params.reader:
+            proc.stdin.write(SCRIPT.encode())
         proc.stdin.write_eof()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + params.connect_timeout
@@ -185,6 +189,13 @@ class Reader:
                 f"{self.label}: the login printed {said!r} and the reader did not start"
                 f"{' within ' + format(self.params.connect_timeout, 'g') + ' s' if timed_out else ''}"
                 f"{' (' + err + ')' if err else ''}; {QUIET_LOGIN}")
+        reader = self.params.reader
+        if reader:
+            return UserError(
+                f"{self.label}: the installed reader {reader} did not start"
+                f"{': ' + err if err else ''}; is it there, executable, and of this version?"
+                " Install it again: python3 -m swtpm_extcap.sources.ssh_script > swtpm-extcap-reader"
+                " (remote.md)")
         if timed_out:
             return UserError(f"{self.label}: the remote reader did not answer within"
                              f" {self.params.connect_timeout:g} s")

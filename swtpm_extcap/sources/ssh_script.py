@@ -85,6 +85,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' HUP PIPE TERM INT
 printf 'SWTPM-READER 2 %s\n' "$token"
+if [ -n "${ALLOWED-}" ]; then
+  ok=0
+  case $path in
+    */../*|*/./*|*/..|*/.) ;;
+    *) for pat in $ALLOWED; do
+         case $path in $pat) ok=1;; esac
+       done;;
+  esac
+  if [ "$ok" = 0 ]; then printf 'E EPERM not a log this reader may read\n'; exit 0; fi
+fi
 pos() {
   p=0
   while read -r k v; do
@@ -255,6 +265,27 @@ main "$@" </dev/null
 """
 
 
+#: the logs the installed (restricted) reader may read: Proxmox's and libvirt's
+ALLOWED = "/run/qemu-server/*-swtpm.log /var/log/swtpm/libvirt/qemu/*-swtpm.log"
+#: where the documentation installs it
+READER_PATH = "/usr/local/sbin/swtpm-extcap-reader"
+
+
+def installed_reader(allowed: str = ALLOWED) -> str:
+    """The reader as a file to install on the host, for a sudoers line that allows only it.
+
+    Run as root through ``sudo -n``, it reads nothing but logs that match one of the
+    ``ALLOWED`` patterns (a path with ``.`` or ``..`` components never): a login allowed
+    to run it can read the swtpm logs and nothing else. ``python3 -m
+    swtpm_extcap.sources.ssh_script`` prints it."""
+    return ("#!/bin/sh\n"
+            "# swtpm-extcap's remote reader, protocol 2: reads swtpm logs for the extcap\n"
+            "# (remote.md). Install: root-owned, mode 755, e.g. as " + READER_PATH + ",\n"
+            "# and allow it in sudoers: USER ALL=(root) NOPASSWD: " + READER_PATH + "\n"
+            "# The logs it may read (shell patterns, separated by blanks):\n"
+            f"ALLOWED='{allowed}'\n" + SCRIPT.lstrip("\n"))
+
+
 def script_args(
     mode: Mode,
     path: str,
@@ -270,3 +301,9 @@ def script_args(
     """The argument words after ``sh -s --`` (each quoted by the caller)."""
     return [mode, path, str(offset), inode, guard.hex(), "" if end is None else str(end),
             str(max(1, heartbeat_s)), str(BLOCKS), token, wake]
+
+
+if __name__ == "__main__":  # python3 -m swtpm_extcap.sources.ssh_script > swtpm-extcap-reader
+    import sys
+
+    sys.stdout.write(installed_reader())
