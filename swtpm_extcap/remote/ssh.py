@@ -378,6 +378,31 @@ def proxy_words(command: str, params: SSHParams) -> list[str]:
     return out
 
 
+def _encrypted_key(params: SSHParams) -> str | None:
+    """The first key a login would try that is encrypted, when no agent can unlock it."""
+    if os.environ.get("SSH_AUTH_SOCK") and not params.identity:
+        return None  # the agent may hold the others
+    import asyncssh
+
+    from .ssh_config import identity_files
+
+    home = os.path.expanduser("~/.ssh")
+    candidates = ([os.path.expanduser(params.identity)] if params.identity else
+                  identity_files(params.ssh_config, params.host)
+                  + [os.path.join(home, n) for n in ("id_ed25519", "id_ecdsa", "id_rsa")])
+    for path in candidates:
+        if not os.path.isfile(path):
+            continue
+        try:
+            asyncssh.read_private_key(path)
+        except (asyncssh.KeyEncryptionError, asyncssh.KeyImportError) as exc:
+            if "assphrase" in str(exc) or isinstance(exc, asyncssh.KeyEncryptionError):
+                return path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
     """One line for a failed connection (never a secret: asyncssh's texts carry none)."""
     import asyncio
@@ -390,9 +415,16 @@ def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
     if isinstance(exc, UserError):
         return ConnectError(str(exc))
     if isinstance(exc, asyncssh.PermissionDenied):
-        how = "the password was wrong" if params.password else (
-            "no key was accepted: give the key file (--sshkey / IdentityFile in ~/.ssh/config),"
-            " load it into ssh-agent, or give a password")
+        locked = None if params.password or params.passphrase else _encrypted_key(params)
+        if locked is not None:
+            how = (f"the key {locked} is encrypted and no ssh-agent holds it: load it into the"
+                   f" agent (ssh-add {shlex.quote(locked)}) or give its passphrase"
+                   " (--sshkey-passphrase with --sshkey)")
+        elif params.password:
+            how = "the password was wrong"
+        else:
+            how = ("no key was accepted: give the key file (--sshkey / IdentityFile in"
+                   " ~/.ssh/config), load it into ssh-agent, or give a password")
         return ConnectError(f"SSH login to {where} refused: {how}")
     if isinstance(exc, (asyncssh.KeyImportError, asyncssh.KeyEncryptionError)):
         key = params.identity or "the key file"
