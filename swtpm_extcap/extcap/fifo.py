@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import threading
 import time
 from typing import BinaryIO
@@ -102,6 +103,6 @@ def _open(path: str, stop: threading.Event, *, timeout: float | None, create: bo
             return None
         if stop.wait(RETRY_S):
             return None
-    if nonblock:
+    if nonblock and sys.platform != "win32":  # O_NONBLOCK is POSIX (mypy --platform win32)
         os.set_blocking(fd, True)
     return os.fdopen(fd, "wb")

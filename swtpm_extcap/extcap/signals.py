@@ -11,6 +11,7 @@ reader that keeps it open but no longer reads), a one-shot timer raises
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -38,7 +39,7 @@ class StopSignals:
         def on_stop(signum: int, frame: object) -> None:
             if not stop.is_set():
                 stop.set()
-                if hasattr(signal, "setitimer"):
+                if sys.platform != "win32":  # no setitimer there (mypy --platform win32)
                     signal.setitimer(signal.ITIMER_REAL, GRACE_S)
 
         def on_grace(signum: int, frame: object) -> None:
@@ -49,7 +50,7 @@ class StopSignals:
             saved[signal.SIGALRM] = signal.signal(signal.SIGALRM, on_grace)
 
         def restore() -> None:
-            if hasattr(signal, "setitimer"):
+            if sys.platform != "win32":
                 signal.setitimer(signal.ITIMER_REAL, 0)
             for sig, old in saved.items():
                 signal.signal(sig, old)

@@ -108,6 +108,8 @@ def permission_hint(path: str) -> str:
 
 
 def _user_name(uid: int) -> str:
+    if sys.platform == "win32":  # no pwd there (mypy --platform win32)
+        return str(uid)
     try:
         import pwd
 
