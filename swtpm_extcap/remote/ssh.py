@@ -192,6 +192,8 @@ def bound_channel_window() -> None:
     deliver = getattr(SSHChannel, "_deliver_data", None)
     if deliver is None or getattr(deliver, "_swtpm_bounded", False):
         return
+    if not _counts_on_accept(SSHChannel):
+        return  # asyncssh 2.14 counts the window on delivery: its flow control holds
 
     def _deliver_data(self: Any, data: Any, datatype: Any) -> None:
         pending = getattr(self, "_recv_buf", None)
@@ -207,6 +209,17 @@ def bound_channel_window() -> None:
 
     _deliver_data._swtpm_bounded = True  # type: ignore[attr-defined]
     SSHChannel._deliver_data = _deliver_data  # type: ignore[method-assign]
+
+
+def _counts_on_accept(channel: Any) -> bool:
+    """Does this asyncssh count received data against the window when it arrives (the
+    versions whose resume re-opens the window too early), not when it is delivered?"""
+    import inspect
+
+    try:
+        return "_recv_window -=" in inspect.getsource(channel._accept_data)
+    except (OSError, TypeError, AttributeError):
+        return False
 
 
 def require_asyncssh() -> None:
@@ -272,7 +285,11 @@ async def _prepare(params: SSHParams, hops: int
         kwargs["config"] = [os.path.expanduser(params.ssh_config)]
     if params.proxy_command:
         kwargs["proxy_command"] = proxy_words(params.proxy_command, params)
-    options = await asyncssh.SSHClientConnectionOptions.construct(**kwargs)
+    construct = getattr(asyncssh.SSHClientConnectionOptions, "construct", None)
+    if construct is not None:  # asyncssh 2.15 and later: reads the files off the event loop
+        options = await construct(**kwargs)
+    else:  # pragma: no cover - asyncssh 2.14 (the oldest pyproject.toml allows)
+        options = asyncssh.SSHClientConnectionOptions(**kwargs)
     name = str(getattr(options, "host_key_alias", None) or options.host or params.host)
     port = int(options.port or DEFAULT_PORT)
     if params.known_hosts:

@@ -66,7 +66,7 @@ class Reader:
 
     async def connection(self, first: bool) -> asyncssh.SSHClientConnection:
         """The open connection, or a new one (a transient failure after the first is a drop)."""
-        if self.conn is not None and not self.conn.is_closed():
+        if self.conn is not None and not _closed(self.conn):
             return self.conn
         self.conn = None
         try:
@@ -231,6 +231,13 @@ class Reader:
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
+
+
+def _closed(conn: asyncssh.SSHClientConnection) -> bool:
+    """Is the connection closed? (asyncssh 2.14 has no is_closed: then a start on a
+    closed one fails, and the drop that follows connects anew)."""
+    is_closed = getattr(conn, "is_closed", None)
+    return bool(is_closed()) if is_closed is not None else False
 
 
 def _first_line(text: str) -> str:
