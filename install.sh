@@ -153,7 +153,7 @@ fi
 # your index. Installing the wheel never looks at an index.
 BUILD=$(mktemp -d)
 trap 'rm -rf -- "$BUILD"' EXIT
-for item in pyproject.toml setup.cfg setup.py MANIFEST.in README.md LICENSE swtpm_extcap; do
+for item in pyproject.toml setup.cfg setup.py MANIFEST.in README.md LICENSE docs swtpm_extcap; do
     if [ -e "$SRC/$item" ]; then cp -R -- "$SRC/$item" "$BUILD/"; fi
 done
 find "$BUILD" -name __pycache__ -type d -prune -exec rm -rf {} +
