@@ -11,7 +11,8 @@ import pytest
 from sshd import HOST, SshEnv, make_key, ssh_env, start_sshd  # noqa: F401  (fixture)
 
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.remote.ssh import SSHParams, connect, wrap_priv
+from swtpm_extcap.remote.connect import connect
+from swtpm_extcap.remote.ssh import SSHParams, wrap_priv
 
 
 def _whoami(params: SSHParams) -> str:

@@ -208,7 +208,8 @@ async def discover_remote(remote: Remote, timeout: float) -> list[RemoteVM]:
 async def _discover(remote: Remote, timeout: float) -> list[RemoteVM]:
     import secrets
 
-    from .ssh import connect, priv_refused
+    from .connect import connect
+    from .ssh import priv_refused
 
     params = remote.params(timeout=timeout)
     conn = await connect(params)

@@ -21,7 +21,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from ..remote.ssh import ConnectError, SSHParams, connect, connect_error, priv_refused, wrap_priv
+from ..remote.connect import connect, connect_error
+from ..remote.ssh import ConnectError, SSHParams, priv_refused, wrap_priv
 from .ssh_protocol import FrameDecoder, Item, ProtocolError, new_token
 from .ssh_script import MAX_FRAME, SCRIPT, Mode, Wake, script_args
 
