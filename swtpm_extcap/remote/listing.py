@@ -15,14 +15,13 @@ the entry's connect timeout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import UserError
 from ..names import PREFIX
@@ -41,9 +40,9 @@ def error_interface(remote: Remote) -> str:
     return f"{PREFIX}{remote.name}{ERROR_SUFFIX}"
 
 
-@dataclass(frozen=True)
-class Failure:
-    """A host that could not be asked: its entry in the list, and the one line why."""
+class Failure(NamedTuple):
+    """A host that could not be asked: its entry in the list, and the one line why.
+    (NamedTuples here: a warm listing builds no dataclass it can do without, see bench_ssh.py.)"""
 
     interface: str
     remote: str
@@ -54,8 +53,7 @@ class Failure:
         return f"SWTPM {self.remote} error: {self.message}"
 
 
-@dataclass(frozen=True)
-class Listing:
+class Listing(NamedTuple):
     """What the ``[[remote]]`` hosts add to the interface list."""
 
     vms: tuple[RemoteVM, ...] = ()
@@ -75,14 +73,14 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def _cache_key(remote: Remote) -> str:
-    return hashlib.sha1(repr(remote).encode()).hexdigest()
+    """The entry's settings: a cached answer counts only for the same ones."""
+    return repr(remote)
 
 
-@dataclass
-class _Cached:
+class _Cached(NamedTuple):
     time: float
     ok: bool
-    vms: list[RemoteVM] = field(default_factory=list)
+    vms: list[RemoteVM]
     error: str = ""
 
 
@@ -99,7 +97,7 @@ def _read_cache(folder: Path, remote: Remote) -> _Cached | None:
 
 def _write_cache(folder: Path, remote: Remote, cached: _Cached) -> None:
     doc = {"key": _cache_key(remote), "time": cached.time, "ok": cached.ok,
-           "vms": [asdict(v) for v in cached.vms], "error": cached.error}
+           "vms": [v._asdict() for v in cached.vms], "error": cached.error}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".remote-{remote.name}.{os.getpid()}.tmp"

@@ -20,17 +20,16 @@ engine is synchronous) on a private event loop, watching a stop Event.
 
 from __future__ import annotations
 
-import shlex
-import threading
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import UserError
 
-if TYPE_CHECKING:  # asyncio and asyncssh are imported where they are used: listing stays fast
+if TYPE_CHECKING:  # imported where they are used: a warm listing imports as little as it can
     import asyncio
     import logging
+    import threading
 
 Priv = Literal["none", "sudo", "doas"]
 HostKeyPolicy = Literal["strict", "accept-new"]
@@ -93,6 +92,8 @@ class SSHParams:
         if self.priv not in PRIVS:
             raise UserError(f"priv {self.priv!r} is not one of: {', '.join(PRIVS)}")
         if self.proxy_command is not None:
+            import shlex
+
             try:
                 if not shlex.split(self.proxy_command):
                     raise ValueError("empty")
@@ -118,6 +119,8 @@ class SSHParams:
 def wrap_priv(priv: Priv, argv: list[str]) -> str:
     """The remote command line for ``argv``, every word quoted, run through sudo/doas -n."""
     words = {"none": [], "sudo": ["sudo", "-n", "--"], "doas": ["doas", "-n", "--"]}[priv] + argv
+    import shlex
+
     return " ".join(shlex.quote(w) for w in words)
 
 
