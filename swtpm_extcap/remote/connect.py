@@ -286,9 +286,10 @@ def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
 def bound_channel_window() -> None:
     """Make asyncssh's flow control hold: received data stays within the channel window.
 
-    asyncssh (2.14 to 2.24 at least) re-opens a channel's whole receive window
-    when it delivers one buffered packet after a pause, although the packets
-    still buffered were counted against that window: each pause and resume lets
+    asyncssh 2.24 (not 2.14, which counts the window on delivery) re-opens a
+    channel's whole receive window when it delivers one buffered packet after a
+    pause, although the packets still buffered were counted against that
+    window when they arrived: each pause and resume lets
     the sender send another window, so a host that sends faster than we read
     grows our memory without bound (192 MiB of buffered packets after 3 s,
     tests/test_ssh_hostile.py). Credited here is only what was delivered: the
