@@ -139,3 +139,17 @@ def test_the_notice_frame_is_udp_with_valid_checksums() -> None:
     del rebuilt[scapy.UDP].chksum
     assert bytes(rebuilt) == raw  # scapy computes the same checksums
     assert struct.unpack("!H", raw[14 + 2 : 14 + 4])[0] == 20 + 8 + len(text)
+
+
+def test_the_capture_writes_a_gap_as_a_frame_of_its_own() -> None:
+    """A Gap among a follow's chunks becomes a UDP 2325 frame whose comment is its text,
+    between the records before and after it."""
+    from test_capture import DEMO, MemorySource, capture, runs_of
+
+    first, second = runs_of(DEMO)[:2]
+    text = "swtpm-extcap: the SSH link to pve1 went down at 12:00:01 (test); reconnecting"
+    frames, _ = capture(MemorySource(first, [Gap(text), second]))
+    (notice,) = [f for f in frames if f.comment == text]
+    at = frames.index(notice)
+    assert notice.dport == NOTICE_PORT
+    assert any(f.dport == 2321 for f in frames[:at]) and any(f.dport == 2321 for f in frames[at:])
