@@ -170,3 +170,46 @@ def test_a_login_that_prints_is_skipped(ssh_env: SshEnv, tmp_path: Path) -> None
             rc.write_bytes(old)
         log.unlink()
     assert shutil.which("bash")
+
+
+def _extcap_env(host: Hostile, tmp_path: Path, config: str) -> dict[str, str]:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    (home / ".ssh" / "known_hosts").write_text(host.sshd.known_hosts_line)
+    (tmp_path / "config.toml").write_text(config)
+    return dict(os.environ, HOME=str(home), XDG_CACHE_HOME=str(tmp_path / "cache"),
+                SWTPM_EXTCAP_CONFIG=str(tmp_path / "config.toml"))
+
+
+def test_a_stop_while_a_hanging_host_is_asked_is_clean(hostile: Hostile, tmp_path: Path) -> None:
+    """Capturing a VM the cache does not know asks the host; it hangs; SIGTERM: exit 0,
+    nothing on stderr (no 'Event loop is closed')."""
+    import signal
+
+    hostile.case.write_text("hang")
+    env = _extcap_env(hostile, tmp_path, (
+        f'[[remote]]\nname = "evil"\nhost = "{HOST}"\nport = {hostile.sshd.port}\nuser = "root"\n'
+        f'key = "{hostile.env.key}"\nconnect_timeout = 30\n'))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swtpm_extcap", "--capture", "--fifo", str(tmp_path / "out"),
+         "--extcap-interface", "swtpm-evil-103"], env=env, cwd=REPO, stderr=subprocess.PIPE)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert (proc.returncode, err) == (0, b"")
+
+
+def test_a_hanging_host_fails_the_capture_within_its_timeout(hostile: Hostile,
+                                                             tmp_path: Path) -> None:
+    hostile.case.write_text("hang")
+    env = _extcap_env(hostile, tmp_path, (
+        f'[[remote]]\nname = "evil"\nhost = "{HOST}"\nport = {hostile.sshd.port}\nuser = "root"\n'
+        f'key = "{hostile.env.key}"\nconnect_timeout = 2\n'))
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "swtpm_extcap", "--capture", "--fifo", str(tmp_path / "out"),
+         "--extcap-interface", "swtpm-evil-103"], env=env, cwd=REPO, capture_output=True,
+        timeout=60)
+    assert time.monotonic() - t0 < 20
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1
+    assert b"no answer within 2 s" in proc.stderr

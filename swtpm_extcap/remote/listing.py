@@ -203,16 +203,14 @@ def find_remote_vm(
             if vm.interface == interface:
                 return remote, vm
     remote = owners[0]
-    import asyncio
-
     from .discovery import discover_remote
+    from .ssh import Runner
 
-    loop = asyncio.new_event_loop()
-    loop.set_exception_handler(lambda _loop, _context: None)
+    runner = Runner()  # its close() lets a discovery cut short by a stop signal end cleanly
     try:
-        vms = loop.run_until_complete(discover_remote(remote, remote.connect_timeout))
+        vms = runner.run(discover_remote(remote, remote.connect_timeout))
     finally:
-        loop.close()
+        runner.close()
     _write_cache(folder, remote, _Cached(time.time(), True, vms))
     for vm in vms:
         if vm.interface == interface:
