@@ -102,6 +102,9 @@ def build_parser(*, with_install: bool = True) -> argparse.ArgumentParser:
         from .commands.pcrs import add_pcrs_parser
 
         add_pcrs_parser(sub)  # type: ignore[arg-type]
+        from .commands.explain import add_explain_parser
+
+        add_explain_parser(sub)  # type: ignore[arg-type]
     return parser
 
 
@@ -160,6 +163,10 @@ def _command(args: list[str]) -> int:
         from .commands.pcrs import pcrs_main, settings_from
 
         return pcrs_main(settings_from(ns))
+    if ns.command == "explain":
+        from .commands.explain import explain_main, settings_from as explain_settings
+
+        return explain_main(explain_settings(ns))
     if sys.stdout is not None:
         parser.print_help()
     return 2

@@ -323,14 +323,16 @@ def test_line_comments_are_an_option_notable_comments_stay(tmp_path: Path) -> No
     ]
     assert all(f.comment.startswith(("swtpm log line ", "swtpm run ")) for f in with_)
     commented = [f for f in without if f.comment]
-    # the demo: 2 runs, each opening a TPM and a control connection; PCR notes
+    # the demo: 2 runs, each opening a TPM and a control connection; PCR and policy notes
     starts = [f for f in commented if f.comment.startswith("swtpm run ")]
     assert len(starts) == 4 and all(f.flags == 0x02 for f in starts)  # SYNs
     rest = [f for f in commented if f not in starts]
-    assert rest and all(f.comment.startswith("pcr: ") for f in rest), rest[:3]
-    # the same pcr: lines as with line comments, on the same frames
-    pcr_full = [(f.number, [x for x in f.comment.split("\n") if x.startswith("pcr: ")])
-                for f in with_ if "pcr: " in f.comment]
+    notes = ("pcr: ", "policy: ")
+    assert rest and all(f.comment.startswith(notes) for f in rest), rest[:3]
+    assert any(f.comment.startswith("policy: digest matches replay") for f in rest)
+    # the same pcr: and policy: lines as with line comments, on the same frames
+    pcr_full = [(f.number, [x for x in f.comment.split("\n") if x.startswith(notes)])
+                for f in with_ if "pcr: " in f.comment or "policy: " in f.comment]
     assert pcr_full == [(f.number, f.comment.split("\n")) for f in rest]
     assert len(commented) < len(without) // 10
 

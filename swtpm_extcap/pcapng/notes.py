@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..pcr.findings import Finding
+from ..pcr.policy import PolicyReplay
 from ..pcr.replay import Replayer
 from ..pcr.types import Check, Outcome, Read, Startup, Step
 from ..swtpmlog.parser import Event, LogParser, Record
@@ -97,12 +99,15 @@ class ReplayingParser(LogParser):
 
     ``notes`` holds the comment lines of the last batch, by log line, until
     the framer writes those frames (callers frame a batch before they feed the
-    next one, so older notes are dropped: memory stays flat).
+    next one, so older notes are dropped: memory stays flat). With ``policy``
+    the policy replay (:mod:`.policynotes`) drives the PCR replay and adds its
+    ``policy:`` lines.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, policy: bool = True) -> None:
         super().__init__()
-        self.replayer = Replayer()
+        self.policy = PolicyReplay() if policy else None
+        self.replayer = self.policy.replayer if self.policy is not None else Replayer()
         self.notes: dict[int, list[str]] = {}
 
     def feed(self, data: bytes) -> list[Event]:
@@ -115,8 +120,19 @@ class ReplayingParser(LogParser):
         return self._replay(super().close())
 
     def _replay(self, events: list[Event]) -> list[Event]:
-        outcomes = self.replayer.feed(events) if events else []
+        if not events:
+            self.notes = {}
+            return events
+        findings: list[Finding] = []
+        if self.policy is None:
+            outcomes = self.replayer.feed(events)
+        else:
+            outcomes, findings = self.policy.feed(events)
         self.notes = note_lines(outcomes) if outcomes else {}
+        if findings:
+            from .policynotes import add_policy_lines
+
+            add_policy_lines(self.notes, findings)
         return events
 
 

@@ -92,15 +92,16 @@ class Pipeline:
         comment: str = "",
         line_comments: bool = True,
         pcr_notes: bool = True,
+        policy_notes: bool = True,
     ) -> None:
         self._parser: LogParser
         self._framer: Framer
         if pcr_notes:
-            # the PCR replay (notes.py) sees every parser event, also those a capture
-            # filter drops, and adds its `pcr: ...` lines to the frame comments
+            # the PCR and policy replays (notes.py) see every parser event, also those a
+            # capture filter drops, and add `pcr: ...`, `policy: ...` lines to the comments
             from .notes import AnnotatingFramer, ReplayingParser
 
-            self._parser = parser = ReplayingParser()
+            self._parser = parser = ReplayingParser(policy=policy_notes)
             self._framer = AnnotatingFramer(
                 parser, start_us=start_us, ctrl=ctrl, line_comments=line_comments
             )
