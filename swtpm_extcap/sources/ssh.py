@@ -221,12 +221,16 @@ class SSHSource:
                 self.close()
 
 
+#: one piece of NULs handed on again and again (a run of NULs allocates nothing)
+_ZEROS = bytes(PIECE)
+
+
 def _pieces(item: bytes | Zeros) -> Iterator[bytes]:
     if isinstance(item, Zeros):
         left = item.count
         while left:
             n = min(left, PIECE)
-            yield bytes(n)
+            yield _ZEROS if n == PIECE else _ZEROS[:n]
             left -= n
     elif item:
         yield item
