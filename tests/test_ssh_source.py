@@ -294,7 +294,7 @@ def test_sudo_reads_a_root_only_log(ssh_env: SshEnv, root_only_log: Path) -> Non
     with pytest.raises(UserError) as info:
         plain.backlog()
     assert "permission denied" in str(info.value) and 'priv = "sudo"' in str(info.value)
-    dropin = Path("/etc/sudoers.d/swtpm-extcap-test")
+    dropin = Path(f"/etc/sudoers.d/swtpm-extcap-test-{os.getpid()}")
     dropin.write_text(f"{ssh_env.user.name} ALL=(root) NOPASSWD: /usr/bin/sh, /bin/sh\n")
     os.chmod(dropin, 0o440)
     try:
@@ -342,7 +342,7 @@ def test_the_restricted_reader_through_sudo_reads_only_its_logs(
     reader.write_text(installed_reader(allowed=f"{share}/*.log"))
     os.chown(reader, 0, 0)
     reader.chmod(0o755)
-    dropin = Path("/etc/sudoers.d/swtpm-extcap-test-reader")
+    dropin = Path(f"/etc/sudoers.d/swtpm-extcap-test-reader-{os.getpid()}")
     dropin.write_text(f"{ssh_env.user.name} ALL=(root) NOPASSWD: {reader}\n")
     os.chmod(dropin, 0o440)
     secret = share / "secret.txt"
