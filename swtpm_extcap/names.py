@@ -25,6 +25,13 @@ Each file matched by a ``[local] globs`` pattern is named ``swtpm-<key>``:
    they clash with a Proxmox name or ``swtpm-demo``; Proxmox names never
    change.)
 
+Proxmox VM IDs
+--------------
+A Proxmox VM ID is ASCII digits only (``[0-9]+``, :func:`is_vm_id`): Proxmox
+itself allows nothing else, and ``str.isdigit`` or a regex ``\\d`` would also
+take ``١٠٣`` (Arabic-Indic digits), which is no VM and no name Wireshark should
+list. Local and remote discovery apply the same rule.
+
 A file matched by several patterns, or already listed as a Proxmox or libvirt
 log, is listed once, under its first name. A name depends only on the file's
 path and on which other listed files share its key, so it stays the same from
@@ -40,8 +47,15 @@ from collections.abc import Iterable, Iterator
 PREFIX = "swtpm-"
 HASH_DIGITS = 8
 
+#: a Proxmox VM ID: ASCII digits (a regex \d would take any script's digits)
+VM_ID = re.compile(r"[0-9]+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _WILDCARD = re.compile(r"[*?[]")
+
+
+def is_vm_id(text: str) -> bool:
+    """True for a Proxmox VM ID: one or more ASCII digits (``"103"``, not ``"١٠٣"``)."""
+    return VM_ID.fullmatch(text) is not None
 
 
 def sanitize(text: str) -> str:
@@ -88,7 +102,8 @@ def _last_wildcard_end(pat: str) -> int:
 def configured_path(name: str, patterns: Iterable[str]) -> str | None:
     """The path that a ``[local] globs`` pattern would have named ``name``, when one
     pattern could have (the naming rule backwards): for a log that was listed and has
-    gone. With a wildcard after the named component, the path is still a pattern."""
+    gone, or holds no regular file any more (a directory, a device). With a wildcard
+    after the named component, the path is still a pattern."""
     if not name.startswith(PREFIX):
         return None
     import glob
@@ -103,8 +118,8 @@ def configured_path(name: str, patterns: Iterable[str]) -> str | None:
     for k, digest in tries:
         for pattern in patterns:
             for path in _candidates(pattern, k):
-                if glob_key(pattern, path) != k or glob.glob(path):
-                    continue  # another name, or there after all (not a regular file)
+                if glob_key(pattern, path) != k or any(map(os.path.isfile, glob.glob(path))):
+                    continue  # another name, or there after all (listed under another)
                 full = os.path.abspath(path).encode("utf-8", "surrogateescape")
                 if hashlib.sha1(full).hexdigest().startswith(digest):
                     return path

@@ -189,7 +189,7 @@ def test_a_folder_is_reported_not_raised(tmp_path: Path) -> None:
     folder.mkdir()
     cfg = load_config(folder)
     assert cfg.error == (
-        f"config file {folder} is not a regular file; point {ENV_VAR} at a TOML file"
+        f"config file {folder} is a directory, not a regular file; point {ENV_VAR} at a TOML file"
     )
 
 

@@ -69,7 +69,7 @@ def _broken_toml(cfg: Path) -> str:
 
 def _directory(cfg: Path) -> str:
     cfg.mkdir()
-    return f"SWTPM settings error: {cfg} is not a regular file; point SWTPM_EXTCAP_CONFIG at"
+    return f"SWTPM settings error: {cfg} is a directory, not a regular file; point SWTPM_EXTCAP_CONFIG at"
 
 
 def _unreadable(cfg: Path) -> str:

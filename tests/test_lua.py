@@ -30,6 +30,7 @@ import pytest
 from conftest import (
     TSHARK_RAW,
     CorpusLog,
+    foreign_plugin_copies,
     missing_tool,
     named_log,
     require_tshark,
@@ -47,6 +48,13 @@ Convert = Callable[..., Path]
 @pytest.fixture(scope="module")
 def clean_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An environment whose $HOME has no Wireshark plugin or profile."""
+    foreign = foreign_plugin_copies()
+    if foreign:  # loaded first: the checkout's copy would stay unused
+        pytest.fail(
+            f"Wireshark loads another version of the plugin from {foreign[0]} (a system-wide"
+            " install) before the checkout's, which then stays unused: update that install"
+            " (sudo ./install.sh) or remove it (sudo ./install.sh --uninstall)"
+        )
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "WIRESHARK"))}
     env["HOME"] = str(home)

@@ -74,7 +74,9 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> Reader:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "WIRESHARK", "SWTPM_"))}
     env.pop("PYTHONPATH", None)
     env["HOME"] = str(home)
-    proc = subprocess.run(["bash", str(REPO / "install.sh"), "--venv", str(root / "venv")],
+    # --personal: this $HOME's folders also when the tests run as root (whose install
+    # goes system-wide: tests/test_install_root.py, in a private namespace)
+    proc = subprocess.run(["bash", str(REPO / "install.sh"), "--personal", "--venv", str(root / "venv")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"install.sh failed:\n{proc.stdout}\n{proc.stderr}"
     log = next(p for p in corpus_log_paths() if p.name.startswith("proxmox-103"))

@@ -7,9 +7,15 @@ retried; once open, the descriptor is switched back to blocking writes.
 
 A regular file as ``--fifo`` (running the extcap by hand) is opened without
 O_TRUNC and cut to zero only when the capture starts writing: a capture that
-fails before that leaves the file as it was. A failed capture opens and closes
-a real fifo, so that Wireshark's reader sees the end; it never touches
-anything else.
+fails before that leaves the file as it was. A path that did not exist when
+the extcap started is created as a file; one that vanished since (a dead
+Wireshark cleaned up its fifo) is not: nothing is left behind. A failed
+capture opens and closes a real fifo, so that Wireshark's reader sees the end;
+it never touches anything else.
+
+:meth:`Fifo.reader_gone` tells, without writing, that nobody reads the fifo any
+more (poll's POLLERR on its writing end): the stop watch
+(:mod:`swtpm_extcap.extcap.signals`) ends a capture on a quiet log with it.
 
 Windows (not tested): the fifo is a named pipe (``\\\\.\\pipe\\wireshark_extcap_...``)
 that ``open(path, "wb")`` opens; the O_NONBLOCK retry loop is POSIX only.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 import sys
 import threading
@@ -40,16 +47,34 @@ class Fifo:
         self.path = path
         self.out: BinaryIO | None = None
         self.opened = False
+        #: create the path only if it was not there at the start (run by hand)
+        self.create = bool(path) and not os.path.lexists(path)
 
     def open(self, stop: threading.Event) -> BinaryIO | None:
         """Open for the capture, waiting for the reader; ``None`` if stopped first."""
-        out = _open(self.path, stop, timeout=None, create=True)
+        out = _open(self.path, stop, timeout=None, create=self.create)
         if out is not None:
             self.opened = True
             self.out = out
             if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
                 os.ftruncate(out.fileno(), 0)  # a file by hand: the capture starts now
         return out
+
+    def reader_gone(self) -> bool:
+        """True once a fifo we opened has no reader left (any thread may ask)."""
+        out = self.out
+        if out is None or sys.platform == "win32":  # no poll() there (mypy --platform win32)
+            return False
+        try:
+            fd = out.fileno()
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return False
+            poller = select.poll()
+            poller.register(fd, 0)  # POLLERR and POLLHUP are always reported
+            events = poller.poll(0)
+        except (OSError, ValueError, AttributeError):  # closed meanwhile; no poll()
+            return False
+        return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
 
     def close(self) -> None:
         """Close it; a reader that is gone is no error (the buffer is dropped)."""

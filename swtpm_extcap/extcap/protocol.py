@@ -19,8 +19,8 @@ messages go to ``--log-file`` only (:mod:`swtpm_extcap.extcap.debuglog`).
 ``--capture`` resolves the interface to its log's location, opens its source
 (:func:`swtpm_extcap.sources.open_source`) and hands both, with the fifo
 (:mod:`swtpm_extcap.extcap.fifo`), to the capture engine (:mod:`swtpm_extcap.extcap.capture`).
-Stop: SIGTERM or SIGINT (:mod:`swtpm_extcap.extcap.signals`) or a reader that closes
-the fifo end the capture with exit 0 and nothing on stderr.
+Stop: SIGTERM or SIGINT, Wireshark's death (:mod:`swtpm_extcap.extcap.signals`), or a
+reader that closes the fifo end the capture with exit 0 and nothing on stderr.
 
 Windows (not tested): Wireshark ends an extcap there with TerminateProcess, so
 no handler runs and nothing can be flushed at the end; the launcher is a ``.bat``.
@@ -39,6 +39,7 @@ from ..errors import (
     Stopped,
     UsageError,
     UserError,
+    clip,
     error_line,
     printable,
     reason,
@@ -66,6 +67,8 @@ LISTING_NOTE = "swtpm-listing-note"
 CONFIG_ERROR = "swtpm-config-error"
 #: where to look again after a change (Wireshark's menu; tshark lists afresh each run)
 REFRESH = "refresh the interface list (Capture > Refresh Interfaces)"
+#: the longest display text of a listing line (a note quotes the settings file: bounded)
+MAX_DISPLAY = 500
 #: the project's help page, shipped in the package: the options dialog's Help button
 HELP_PAGE = ("data", "help.html")
 
@@ -126,7 +129,7 @@ def _answer(argv: Sequence[str], fifo: Fifo | None, stop: StopSignals | None) ->
     req = parse_request(argv)
     if req.capture:
         assert fifo is not None and stop is not None  # extcap_main saw --capture
-        return _capture(req, fifo, stop.event)
+        return _capture(req, fifo, stop)
     if req.interfaces:
         return _reply(list_interfaces())
     if req.dlts or req.config or req.capture_filter is not None or req.reload_option is not None:
@@ -202,15 +205,16 @@ def list_interfaces() -> list[str]:
         demo = [n for n, (name, _) in enumerate(interfaces) if name == DEMO_NAME][:1]
         at = demo[0] if demo else len(interfaces)
         interfaces[at:at] = remote_interface_lines(config, notes)
-    except Exception:  # noqa: BLE001 - the listing must never break Wireshark's start-up
-        interfaces = []  # (no log file at listing time: Wireshark passes none)
+    except Exception as exc:  # noqa: BLE001 - the listing must never break Wireshark's start-up
+        interfaces = []  # (no log file at listing time: Wireshark passes none): said in the list
+        notes.append(f"SWTPM listing failed: {type(exc).__name__}: {exc} (please report it)")
     if not any(name == DEMO_NAME for name, _ in interfaces):
         interfaces.append((DEMO_NAME, DEMO_DISPLAY))
     for name, display in interfaces:
-        lines.append(f"interface {{value={_field(name)}}}{{display={_field(display)}}}")
+        lines.append(f"interface {{value={_field(name)}}}{{display={_field(clip(display, MAX_DISPLAY))}}}")
     for note in notes:  # e.g. a glob cut short: said where the user looks, not on stderr
         name = CONFIG_ERROR if note.startswith(SETTINGS_ERROR) else LISTING_NOTE
-        lines.append(f"interface {{value={name}}}{{display={_field(note)}}}")
+        lines.append(f"interface {{value={name}}}{{display={_field(clip(note, MAX_DISPLAY))}}}")
     return lines
 
 
@@ -262,14 +266,16 @@ def _field(text: str) -> str:
 # ------------------------------------------------------------------ capture
 
 
-def _capture(req: Request, fifo: Fifo, stop: threading.Event) -> int:
-    """``--capture``: check options, find the log, stream it into the fifo."""
+def _capture(req: Request, fifo: Fifo, stop: StopSignals) -> int:
+    """``--capture``: check options, find the log, stream it into the fifo; Wireshark's
+    death (parent or fifo reader gone) stops it like a signal."""
     from .debuglog import close_debug_log, open_debug_log
 
     settings = build_settings(req)
     handler = open_debug_log(req.log_level, req.log_file)
+    stop.watch(fifo.reader_gone, _log())
     try:
-        _capture_interface(settings, fifo, stop)
+        _capture_interface(settings, fifo, stop.event)
     finally:
         close_debug_log(handler)
     return 0

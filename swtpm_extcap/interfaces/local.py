@@ -24,8 +24,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
-from ..names import HASH_DIGITS, PREFIX, glob_key, sanitize
+from ..names import HASH_DIGITS, PREFIX, VM_ID, glob_key, sanitize
 from ..sources import LogLocation
+from ..sources.regular import read_head
 from ..swtpmlog.level import level_note, levels_from_log_values, log_values
 from .demo import DEMO_DISPLAY, DEMO_NAME, demo_log_path
 from .interface import Interface, Origin, safe_display
@@ -33,12 +34,14 @@ from .settings import Config
 
 __all__ = ["discover"]
 
+#: a VM's name is in the first lines of its Proxmox .conf: no more of it is read
+MAX_CONF_BYTES = 64 * 1024
 #: the listing stops a glob after this many matches in all, or after this long:
 #: a pattern such as ``/*/*/*/*/*`` must not hang Wireshark's start-up
 MAX_GLOB_MATCHES = 1000
 MAX_GLOB_SECONDS = 2.0
 
-_PROXMOX_LOG = re.compile(r"(\d+)-swtpm\.log")
+_PROXMOX_LOG = re.compile(rf"({VM_ID.pattern})-swtpm\.log")  # ASCII digits only
 _LIBVIRT_LOG = re.compile(r"(.+)-swtpm\.log", re.DOTALL)
 _PVE_NAME = re.compile(r"name:\s*(\S.*?)\s*")
 
@@ -259,17 +262,21 @@ def _new_file(path: str, seen: set[tuple[int, int]]) -> bool:
 
 
 def _pve_name(conf: str) -> str | None:
-    """The ``name:`` of a Proxmox VM config, from its main section only."""
+    """The ``name:`` of a Proxmox VM config, from its main section only.
+
+    Read like the settings file (a regular file, opened without blocking, its
+    first :data:`MAX_CONF_BYTES` only): a ``.conf`` that is a fifo or
+    ``/dev/zero`` must not hang the listing nor fill the memory."""
     try:
-        with open(conf, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("["):  # snapshot and pending sections follow
-                    return None
-                m = _PVE_NAME.fullmatch(line)
-                if m:
-                    return m.group(1)
-    except OSError:
+        data, _ = read_head(conf, MAX_CONF_BYTES)
+    except OSError:  # missing, unreadable, not a regular file: no name
         return None
+    for line in data[:MAX_CONF_BYTES].decode("utf-8", errors="replace").splitlines():
+        if line.startswith("["):  # snapshot and pending sections follow
+            return None
+        m = _PVE_NAME.fullmatch(line)
+        if m:
+            return m.group(1)
     return None
 
 

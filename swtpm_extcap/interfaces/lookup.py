@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from ..names import PREFIX, configured_path
+from ..names import PREFIX, VM_ID, configured_path
+from ..sources.local import not_a_file
+from ..sources.regular import not_regular
 from .interface import Interface
 from .local import discover
 from .settings import Config
@@ -41,9 +43,13 @@ def find_interface(
     if remote is not None:
         return remote
     listing = "refresh the interface list (Capture > Refresh Interfaces) to see the logs there are"
-    vmid = re.fullmatch(r"swtpm-(\d+)", name)
+    vmid = re.fullmatch(rf"{PREFIX}({VM_ID.pattern})", name)
     gone = configured_path(name, config.globs)
-    if gone is not None:
+    at = _expected_path(name, gone, proxmox_dir, libvirt_dir)
+    kind = not_regular(at) if at is not None else None
+    if at is not None and kind is not None:  # a directory, /dev/zero, a loop: no log
+        msg = f"no interface {name}: {not_a_file(at, kind)}"
+    elif gone is not None:
         msg = (
             f"no interface {name}: the configured log {gone} (a match of the [local] globs"
             f" in {config.path}) is missing: deleted or moved; {listing}"
@@ -67,3 +73,18 @@ def find_interface(
     if config.error is not None:
         msg += f"; also, the settings file was skipped: {config.error}"
     raise UserError(msg)
+
+
+def _expected_path(
+    name: str, configured: str | None, proxmox_dir: str | os.PathLike[str],
+    libvirt_dir: str | os.PathLike[str],
+) -> str | None:
+    """Where the log of ``name`` would be: a configured glob's path, a Proxmox VM's,
+    a libvirt domain's (the first that exists), or None."""
+    vmid = re.fullmatch(rf"{PREFIX}({VM_ID.pattern})", name)
+    candidates = [configured] if configured is not None else []
+    if vmid:
+        candidates.append(os.path.join(proxmox_dir, f"{vmid.group(1)}-swtpm.log"))
+    elif name.startswith(PREFIX):
+        candidates.append(os.path.join(libvirt_dir, f"{name[len(PREFIX):]}-swtpm.log"))
+    return next((c for c in candidates if os.path.lexists(c)), None)

@@ -17,22 +17,26 @@ reads a newer file.  Inside
 that names the file, the key and what is expected.
 
 A missing file is not an error (no extra logs).  A file that cannot be used
-(unreadable, bad TOML, bad types) is *not* raised by :func:`load_config`: the
-message lands in :attr:`Config.error`, so listing interfaces at Wireshark
-start-up never fails because of it; the capture path reports it.
+(unreadable, not a regular file, larger than :data:`MAX_CONFIG_BYTES`, TOML
+that Python's parser rejects in any way, nesting too deep for it, bad types)
+is *not* raised by :func:`load_config`: the message lands in
+:attr:`Config.error`, so listing interfaces at Wireshark start-up never fails
+because of it (the listing shows it as ``swtpm-config-error``); the capture
+path reports it. Whatever the file holds, the message is one line of bounded
+length (:func:`swtpm_extcap.errors.clip`).
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PROG, ConfigError
+from ..errors import PROG, ConfigError, clip
+from ..sources.regular import NotAFileError, read_head
 from ..places import LIBVIRT_DIR, PROXMOX_DIR, PVE_CONF_DIR
 
 if TYPE_CHECKING:
@@ -120,6 +124,10 @@ def load_config(
         if not explicit:
             return Config(path=None)
         return Config(path=where, error=f"config file {where} does not exist ({ENV_VAR})")
+    except NotAFileError as exc:
+        return Config(path=where, error=(
+            f"config file {where} is {exc.kind}, not a regular file; point {ENV_VAR} at a"
+            " TOML file"))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return Config(path=where, error=f"cannot read config file {where}: {reason}")
@@ -127,32 +135,25 @@ def load_config(
         return Config(path=where, error=str(exc))
     try:
         return parse_config(data, where, home=_home(env))
-    except ConfigError as exc:
+    except ConfigError as exc:  # its lines are clipped where they are shown
         return Config(path=where, error=str(exc))
+    except RecursionError:  # while checking a value nested deep below the parser's limit
+        return Config(path=where, error=f"config file {where} {_TOO_DEEP}")
+    except Exception as exc:  # noqa: BLE001 - a listing must show a settings error, not nothing
+        return Config(path=where, error=clip(
+            f"config file {where} cannot be used: {type(exc).__name__}: {exc}"))
 
 
 def _read_settings(where: Path) -> bytes:
-    """The file's bytes: a regular file of at most :data:`MAX_CONFIG_BYTES`.
-
-    Opened without blocking (a fifo at the path must not hang the listing)
-    and checked on the open descriptor, then read no further than the limit."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(where, flags)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(
-                f"config file {where} is not a regular file; point {ENV_VAR} at a TOML file"
-            )
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"config file {where} is {st.st_size} bytes, more than a settings file holds"
-                f" ({MAX_CONFIG_BYTES} at most); point {ENV_VAR} at a TOML file"
-            )
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
-    finally:
-        os.close(fd)
+    """The file's bytes: a regular file of at most :data:`MAX_CONFIG_BYTES`, opened
+    without blocking and checked on the open descriptor
+    (:func:`~swtpm_extcap.sources.regular.read_head`)."""
+    data, size = read_head(where, MAX_CONFIG_BYTES)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {where} is {size} bytes, more than a settings file holds"
+            f" ({MAX_CONFIG_BYTES} at most); point {ENV_VAR} at a TOML file"
+        )
     if len(data) > MAX_CONFIG_BYTES:  # it grew after the check
         raise ConfigError(f"config file {where} is larger than {MAX_CONFIG_BYTES} bytes")
     return data
@@ -173,7 +174,9 @@ def parse_config(data: bytes | str, source: Path, *, home: Path | None = None) -
     for key in local:
         if key not in _LOCAL_KEYS:
             known = ", ".join(sorted(_LOCAL_KEYS))
-            raise ConfigError(f"config file {source}: unknown key local.{key} (known: {known})")
+            raise ConfigError(
+                f"config file {source}: unknown key local.{clip(key, 80)} (known: {known})"
+            )
     globs = _globs(local.get("globs", []), source, home)
     folders = {
         key: _folder(local[key], key, source, home)
@@ -250,5 +253,14 @@ def _toml_loads(text: str, source: Path) -> dict[str, Any]:
             ) from None
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except RecursionError:
+        raise ConfigError(f"config file {source} {_TOO_DEEP}") from None
+    except ValueError as exc:  # TOMLDecodeError, and what it lets through (a 5000-digit number)
         raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+
+
+#: a file whose tables or arrays nest deeper than Python's TOML parser goes
+_TOO_DEEP = (
+    "nests its tables or arrays too deep for Python's TOML parser (a settings file needs"
+    " two or three levels)"
+)

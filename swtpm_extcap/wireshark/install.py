@@ -13,33 +13,18 @@ installed Wireshark (``uninstall`` removes them):
 * the configuration profile ``SWTPM`` (columns and coloring rules), a folder
   with a marker file ``.swtpm-extcap`` so that uninstall removes only ours.
 
-Which folders (one rule; ``tshark -G folders`` reports them for the ``$HOME`` it
-runs under, so they are asked first):
-
-* extcap: ``--dir DIR`` if given. Personal (default): the "Personal Extcap path"
-  (Wireshark 4.2 and later print it; 4.4 and later may name a per-application
-  subfolder such as ``.../extcap/wireshark``); without that line Wireshark 4.2+
-  ``~/.local/lib/wireshark/extcap``; 4.0 and 4.1 ``<Personal configuration>/extcap``,
-  i.e. ``~/.config/wireshark/extcap`` (``$XDG_CONFIG_HOME/wireshark/extcap`` when
-  that is set). ``--system``: the "Global Extcap path" (4.2+) or "Extcap path" (4.0).
-* Lua plugin: the "Personal Lua Plugins" folder (4.0 and 4.4 both print it:
-  ``~/.local/lib/wireshark/plugins``), that folder as the fallback;
-  ``--system``: "Global Lua Plugins".
-* profile: ``<Personal configuration>/profiles/SWTPM`` (``~/.config/wireshark``,
-  or ``$XDG_CONFIG_HOME/wireshark``); ``--system``: ``<Global configuration>/profiles/SWTPM``.
-* Windows: ``%APPDATA%\\Wireshark\\{extcap,plugins,profiles}`` unless tshark says otherwise.
+Which folders: :mod:`swtpm_extcap.wireshark.folders` (one rule, asked of ``tshark -G
+folders`` first). Whose: :mod:`swtpm_extcap.wireshark.scope`: root installs
+system-wide (``--personal`` for root's own folders), one copy per Wireshark.
 
 With ``--dir`` and no Wireshark found, only the launcher is written. Uninstall
 without a Wireshark removes what it finds in every folder the rule can give.
-Wireshark ignores ``WIRESHARK_EXTCAP_DIR`` when run as root; the folders above
-work for root too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +36,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from .folders import (  # the folder rule, also the installer's face for its users
+    Wireshark,
+    extcap_dir,
+    find_wireshark,
+    is_root,
+    parse_folders,
+    parse_version,
+    plugin_dir,
+    profiles_dir,
+)
+from .scope import (
+    ROOT_NOTE,
+    ROOT_UNINSTALL_NOTE,
+    other_copy_note,
+    present,
+    remove_copy,
+    wants_system,
+)
 
 if TYPE_CHECKING:
     _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -77,23 +80,6 @@ from swtpm_extcap.cli import main
 
 sys.exit(main())
 '''
-APT_HINT = (
-    "install it, e.g. `sudo apt install tshark` (Debian/Ubuntu),"
-    " or from https://www.wireshark.org/download.html"
-)
-_VERSION = re.compile(r"(\d+)\.(\d+)\.\d+")
-_WINDOWS_TSHARK = r"C:\Program Files\Wireshark\tshark.exe"
-
-
-@dataclass(frozen=True)
-class Wireshark:
-    """What the installed Wireshark says about itself."""
-
-    program: str
-    version: tuple[int, int]
-    folders: Mapping[str, str]
-
-
 @dataclass(frozen=True)
 class Targets:
     """Where install puts its three files (``None``: not installed there)."""
@@ -102,10 +88,12 @@ class Targets:
     plugin: Path | None
     profile: Path | None
     version: tuple[int, int] = (0, 0)
+    #: the Wireshark they were found for (None: none found)
+    wireshark: Wireshark | None = None
 
 
 def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
-    """Add the ``install`` command (options: ``--system``, ``--uninstall``, ``--dir``)."""
+    """Add the ``install`` command (``--system`` or ``--personal``, ``--dir``, ``--uninstall``)."""
     parser = subparsers.add_parser(
         "install",
         help="add (or remove) the extcap launcher, the Lua plugin and the SWTPM profile",
@@ -120,10 +108,18 @@ def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
     where.add_argument(
         "--system",
         action="store_true",
-        help="use Wireshark's global folders (needs root) instead of your personal ones",
+        help="use Wireshark's global folders (needs root) instead of your personal ones;"
+        " the default when run as root",
     )
     where.add_argument(
-        "--dir", metavar="DIR", help="use this extcap folder (default: ask tshark -G folders)"
+        "--personal",
+        action="store_true",
+        help="use your personal folders, also as root (Wireshark 4.2+ run as root loads"
+        " no personal Lua plugin)",
+    )
+    parser.add_argument(
+        "--dir", metavar="DIR", help="use this extcap folder for the launcher (default: ask"
+        " tshark -G folders); the plugin and profile still follow --system/--personal"
     )
     parser.add_argument(
         "--uninstall",
@@ -136,12 +132,21 @@ def add_install_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
 def install_main(ns: argparse.Namespace) -> int:
     """Run ``install`` from parsed arguments; print what was done on stdout."""
     windows = sys.platform == "win32"
+    system = wants_system(system=ns.system, personal=ns.personal)
+    if system and not ns.system:
+        print(ROOT_UNINSTALL_NOTE if ns.uninstall else ROOT_NOTE)
     found = find_targets(
-        dir_=ns.dir, system=ns.system, environ=os.environ, windows=windows, uninstall=ns.uninstall
+        dir_=ns.dir, system=system, environ=os.environ, windows=windows, uninstall=ns.uninstall
     )
+    # one copy per Wireshark: a system-wide install takes root's personal copies away
+    others = other_copies(found[0], system=system, windows=windows, launcher=ns.dir is None)
     if ns.uninstall:
         for what, path, removed in uninstall(found):
             print(f"removed the {what} {path}" if removed else f"nothing to remove: no {what} {path}")
+        if system and not ns.system:
+            for what, path in others:
+                remove_copy(what, path)
+                print(f"removed root's personal {what} {path}")
         return 0
     targets = found[0]
     python = os.path.abspath(sys.executable)
@@ -156,11 +161,17 @@ def install_main(ns: argparse.Namespace) -> int:
         print(f"wrote the profile {targets.profile}")
     if targets.plugin is None:
         print("Wireshark not found: the Lua plugin and the SWTPM profile were not installed")
-    elif not ns.system and _is_root() and targets.version >= (4, 2):
+    elif not system and is_root() and targets.version >= (4, 2):
         print(
             "note: Wireshark 4.2 and later load no personal Lua plugin when run as root;"
-            " for captures as root, install with --system"
+            " for captures as root, install without --personal"
         )
+    if system:
+        for what, path in others:
+            remove_copy(what, path)
+            print(f"removed the personal {what} {path}: the system-wide one replaces it")
+    elif others:
+        print(other_copy_note(others))
     print(
         "try it:\n  tshark -D | grep swtpm\n  tshark -i swtpm-demo -c 10\n"
         "(Wireshark reads its folders when it starts: restart it to see the interfaces;"
@@ -197,6 +208,25 @@ def find_targets(
     return [_targets(ws, folder, name, system, environ, windows)]
 
 
+def other_copies(
+    targets: Targets, *, system: bool, windows: bool, launcher: bool = True
+) -> list[tuple[str, Path]]:
+    """Our files in the other scope's folders (personal ones for a system install, and
+    back) of the same Wireshark; ``launcher`` False leaves the launcher out (``--dir``)."""
+    ws = targets.wireshark
+    if ws is None:
+        return []
+    try:
+        other = _targets(ws, None, targets.launcher.name, not system, os.environ, windows)
+    except UserError:  # no global folders reported: nothing to compare with
+        return []
+    mine = {targets.launcher, targets.plugin, targets.profile}
+    places: list[tuple[str, Path | None]] = [("Lua plugin", other.plugin), ("profile", other.profile)]
+    if launcher:
+        places.insert(0, ("launcher", other.launcher))
+    return [(what, path) for what, path in present(places) if path not in mine]
+
+
 def _targets(
     ws: Wireshark,
     folder: Path | None,
@@ -208,122 +238,7 @@ def _targets(
     extcap = folder or extcap_dir(ws, system=system, environ=environ, windows=windows)
     plugins = plugin_dir(ws, system=system, environ=environ, windows=windows)
     profiles = profiles_dir(ws, system=system, environ=environ, windows=windows)
-    return Targets(extcap / name, plugins / PLUGIN, profiles / PROFILE, ws.version)
-
-
-def find_wireshark() -> Wireshark:
-    """Ask tshark (or wireshark) for its version and folders; UserError if neither exists."""
-    candidates = [shutil.which("tshark"), shutil.which("wireshark")]
-    if sys.platform == "win32" and os.path.exists(_WINDOWS_TSHARK):
-        candidates.append(_WINDOWS_TSHARK)
-    for program in candidates:
-        if program is None:
-            continue
-        version = parse_version(_run([program, "--version"]))
-        if version is None:
-            continue
-        folders: Mapping[str, str] = {}
-        if "tshark" in os.path.basename(program).lower():
-            folders = parse_folders(_run([program, "-G", "folders"]))
-        return Wireshark(program=program, version=version, folders=folders)
-    raise UserError(f"Wireshark (tshark or wireshark) not found on PATH: {APT_HINT}")
-
-
-def parse_version(text: str) -> tuple[int, int] | None:
-    """Major and minor from the first line of ``tshark --version``/``wireshark --version``."""
-    first = text.splitlines()[0] if text else ""
-    m = _VERSION.search(first)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def parse_folders(text: str) -> dict[str, str]:
-    """``tshark -G folders`` lines (``Name:<tab>path``) as a dict; the first of a name wins."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition("\t")
-        name = name.strip().rstrip(":")
-        if sep and name and value.strip():
-            out.setdefault(name, value.strip())
-    return out
-
-
-def extcap_dir(
-    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
-) -> Path:
-    """The extcap folder to use (the rule in the module docstring)."""
-    if system:
-        return _reported(ws, ("Global Extcap path", "Extcap path"), "global extcap folder", "pass --dir DIR")
-    if ws.folders.get("Personal Extcap path"):
-        return Path(ws.folders["Personal Extcap path"])
-    if windows:
-        return _appdata(environ) / "Wireshark" / "extcap"
-    if ws.version >= (4, 2):
-        return _home(environ) / ".local" / "lib" / "wireshark" / "extcap"
-    return _personal_config(ws, environ) / "extcap"
-
-
-def plugin_dir(
-    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
-) -> Path:
-    """The Lua plugin folder (the rule in the module docstring)."""
-    if system:
-        return _reported(
-            ws, ("Global Lua Plugins", "Global Plugins"), "global Lua plugin folder",
-            "install without --system",
-        )
-    if ws.folders.get("Personal Lua Plugins"):
-        return Path(ws.folders["Personal Lua Plugins"])
-    if windows:
-        return _appdata(environ) / "Wireshark" / "plugins"
-    return _home(environ) / ".local" / "lib" / "wireshark" / "plugins"
-
-
-def _reported(ws: Wireshark, names: tuple[str, ...], what: str, instead: str) -> Path:
-    """The first folder of ``names`` that ``tshark -G folders`` reported; else one line."""
-    for name in names:
-        if ws.folders.get(name):
-            return Path(ws.folders[name])
-    raise UserError(
-        f"{ws.program} does not report its {what} (Wireshark shows it under"
-        f" Help > About > Folders); {instead}"
-    )
-
-
-def profiles_dir(
-    ws: Wireshark, *, system: bool, environ: Mapping[str, str], windows: bool = False
-) -> Path:
-    """The configuration profiles folder (the rule in the module docstring)."""
-    if system:
-        return _reported(
-            ws, ("Global configuration",), "global configuration folder", "install without --system"
-        ) / "profiles"
-    if windows and not ws.folders.get("Personal configuration"):
-        return _appdata(environ) / "Wireshark" / "profiles"
-    return _personal_config(ws, environ) / "profiles"
-
-
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def _home(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("HOME") or Path.home())
-
-
-def _appdata(environ: Mapping[str, str]) -> Path:
-    appdata = environ.get("APPDATA")
-    if not appdata:
-        raise UserError("APPDATA is not set; pass --dir DIR")
-    return Path(appdata)
-
-
-def _personal_config(ws: Wireshark, environ: Mapping[str, str]) -> Path:
-    """``<Personal configuration>``: what tshark says, else Wireshark's XDG rule."""
-    if ws.folders.get("Personal configuration"):
-        return Path(ws.folders["Personal configuration"])
-    xdg = environ.get("XDG_CONFIG_HOME", "")
-    config = Path(xdg) if xdg and os.path.isabs(xdg) else _home(environ) / ".config"
-    return config / "wireshark"
+    return Targets(extcap / name, plugins / PLUGIN, profiles / PROFILE, ws.version, ws)
 
 
 def launcher_text(python: str, *, windows: bool = False) -> str:
@@ -442,11 +357,3 @@ def check_importable(python: str) -> None:
             " first (pip install <source folder>), or use install.sh, which makes its own"
             " virtual environment"
         )
-
-
-def _run(argv: list[str]) -> str:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return proc.stdout
