@@ -14,6 +14,7 @@ def test_sshdump_names_and_types() -> None:
         "--remote-host": "string", "--remote-port": "unsigned", "--remote-username": "string",
         "--remote-password": "password", "--sshkey": "fileselect",
         "--sshkey-passphrase": "password", "--remote-priv": "radio", "--remote-log": "string",
+        "--proxycommand": "string", "--remote-reader": "string",
     }
 
 
@@ -57,3 +58,14 @@ def test_bad_values_are_one_line_before_any_connection(values: dict[str, str], f
     with pytest.raises(UsageError, match=fragment) as info:
         ssh_target(values)
     assert "\n" not in str(info.value)
+
+
+def test_proxycommand_and_reader_reach_the_params() -> None:
+    params, _ = ssh_target({"--remote-host": "pve1", "--remote-log": "103",
+                            "--proxycommand": "nc %h %p",
+                            "--remote-reader": "/usr/local/sbin/swtpm-extcap-reader"})
+    assert params.proxy_command == "nc %h %p"
+    assert params.reader == "/usr/local/sbin/swtpm-extcap-reader"
+    for bad in ({"--proxycommand": "nc 'open"}, {"--remote-reader": "reader"}):
+        with pytest.raises(UsageError):
+            ssh_target({"--remote-host": "pve1", "--remote-log": "103", **bad})

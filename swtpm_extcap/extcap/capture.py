@@ -30,7 +30,7 @@ from .. import __version__
 from ..errors import PROG, UserError, printable
 from ..pcapng.clock import backlog_start_us, now_us
 from ..pcapng.pipeline import Pipeline, Summary
-from ..sources.base import Chunk, Notice, Source
+from ..sources.base import Chunk, Gap, Notice, Source
 from ..swtpmlog.parser import Event, Kind, LogParser, Record, RunStart
 from .options import CaptureSettings
 
@@ -162,7 +162,10 @@ class Capture:
         feed = self.pipe.parse
         select = self.select
         for chunk in chunks:
-            if isinstance(chunk, Notice):
+            if isinstance(chunk, Gap):  # the source lost sight of the log: a frame says so
+                self.log.info("%s", chunk.text)
+                self.pipe.notice(chunk.text, now_us())
+            elif isinstance(chunk, Notice):
                 if chunk is not Notice.BACKLOG_DONE:  # a switch of file ends the backlog too
                     self.log.info("the log was %s", chunk.value)
                 self.end_backlog()

@@ -27,6 +27,7 @@ import errno
 import os
 import select
 import stat
+import sys
 import threading
 import time
 from typing import BinaryIO
@@ -62,7 +63,7 @@ class Fifo:
     def reader_gone(self) -> bool:
         """True once a fifo we opened has no reader left (any thread may ask)."""
         out = self.out
-        if out is None:
+        if out is None or sys.platform == "win32":  # no poll() there (mypy --platform win32)
             return False
         try:
             fd = out.fileno()
@@ -127,6 +128,6 @@ def _open(path: str, stop: threading.Event, *, timeout: float | None, create: bo
             return None
         if stop.wait(RETRY_S):
             return None
-    if nonblock:
+    if nonblock and sys.platform != "win32":  # O_NONBLOCK is POSIX (mypy --platform win32)
         os.set_blocking(fd, True)
     return os.fdopen(fd, "wb")

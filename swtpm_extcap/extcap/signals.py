@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -65,7 +66,7 @@ class StopSignals:
 
         def restore() -> None:
             self._installed = False
-            if hasattr(signal, "setitimer"):
+            if sys.platform != "win32":  # no setitimer there (mypy --platform win32)
                 signal.setitimer(signal.ITIMER_REAL, 0)
             for sig, old in saved.items():
                 signal.signal(sig, old)
@@ -78,7 +79,7 @@ class StopSignals:
         if self.event.is_set():
             return
         self.event.set()
-        if self._installed and hasattr(signal, "setitimer"):
+        if self._installed and sys.platform != "win32":  # no setitimer there
             signal.setitimer(signal.ITIMER_REAL, GRACE_S)
 
     def watch(self, reader_gone: Callable[[], bool], log: logging.Logger) -> None:

@@ -2,9 +2,10 @@
 
 The option names and types are sshdump's (``extcap/sshdump.c``), so a user of
 Wireshark's own SSH capture finds the same fields: ``--remote-host``,
-``--remote-port``, ``--remote-username``, ``--remote-password`` (type
-password), ``--sshkey`` (a file), ``--sshkey-passphrase`` (password),
-``--remote-priv`` (none, sudo, doas); plus ``--remote-log``: a Proxmox VM id
+``--remote-port``, ``--proxycommand``, ``--remote-username``, ``--remote-password``
+(type password), ``--sshkey`` (a file), ``--sshkey-passphrase`` (password),
+``--remote-priv`` (none, sudo, doas); plus ``--remote-reader`` (an installed
+restricted reader for sudo) and ``--remote-log``: a Proxmox VM id
 (``103``: ``/run/qemu-server/103-swtpm.log``), a libvirt domain name
 (``/var/log/swtpm/libvirt/qemu/<domain>-swtpm.log``) or an absolute path.
 
@@ -40,6 +41,11 @@ SSH_OPTIONS: tuple[Option, ...] = (
         "Server", "0", range=(0, 65535),
     ),
     Option(
+        "--proxycommand", "ProxyCommand", "string",
+        "A command that connects to the SSH server on its stdin and stdout, e.g. nc %h %p"
+        " (%h: the host, %p: the port); empty: as ~/.ssh/config says", "Server",
+    ),
+    Option(
         "--remote-username", "Remote SSH server username", "string",
         "The remote SSH username. If not provided, ~/.ssh/config's User or the current user",
         "Authentication",
@@ -63,6 +69,12 @@ SSH_OPTIONS: tuple[Option, ...] = (
         "Run the remote reader through sudo -n or doas -n (logs only root can read, as on"
         " Proxmox); needs passwordless sudo/doas for the login", "Capture", "none",
         (Choice("none", "none"), Choice("sudo", "sudo"), Choice("doas", "doas")),
+    ),
+    Option(
+        "--remote-reader", "Installed reader", "string",
+        "The absolute path of the restricted reader installed on the host"
+        " (/usr/local/sbin/swtpm-extcap-reader): sudo then runs only it, not a shell;"
+        " empty: the reader travels as a script to sh", "Capture",
     ),
     Option(
         "--remote-log", "Remote swtpm log", "string",
@@ -123,6 +135,8 @@ def ssh_target(values: Mapping[str, str | None]) -> tuple[SSHParams, str]:
             password=get("--remote-password") or None,
             passphrase=values.get("--sshkey-passphrase") or None,
             priv=_priv(priv),
+            proxy_command=get("--proxycommand") or None,
+            reader=get("--remote-reader") or None,
         )
     except UserError as exc:
         raise UsageError(str(exc)) from None

@@ -28,23 +28,19 @@ __all__ = ["SSH_INTERFACE", "check_level", "find_remote_interface", "remote_inte
 
 
 def remote_interface_lines(config: Config, notes: list[str] | None = None) -> list[tuple[str, str]]:
-    """(name, display) of every remote VM (cached listing), then ``swtpm-ssh``.
+    """(name, display) of every remote VM (cached listing), one entry per failing host
+    (``swtpm-<name>--error``: its display says why), then ``swtpm-ssh``.
 
-    ``notes`` gets one line when ``[[remote]]`` hosts are configured but asyncssh is missing."""
+    With a warm cache nothing of asyncssh is imported. ``notes`` is kept for the
+    caller's signature: a remote host's trouble is an entry of its own."""
     out: list[tuple[str, str]] = []
     if config.remotes:
-        from ..remote.ssh import require_asyncssh
-
         try:
-            require_asyncssh()
-        except UserError as exc:
-            if notes is not None:
-                notes.append(f"[[remote]] hosts are not listed: {exc}")
-            return [(SSH_INTERFACE, SSH_DISPLAY)]
-        try:
-            from ..remote.discovery import list_remote_vms
+            from ..remote.listing import list_remotes
 
-            out = [(vm.interface, vm.display) for vm in list_remote_vms(config.remotes)]
+            listing = list_remotes(config.remotes)
+            out = [(vm.interface, vm.display) for vm in listing.vms]
+            out += [(f.interface, f.display) for f in listing.failures]
         except Exception:  # noqa: BLE001 - a listing never fails because of a remote host
             out = []
     out.append((SSH_INTERFACE, SSH_DISPLAY))
@@ -55,7 +51,7 @@ def find_remote_interface(name: str, config: Config) -> Interface | None:
     """The remote interface ``name``, or None when no ``[[remote]]`` entry owns the name."""
     if not config.remotes:
         return None
-    from ..remote.discovery import find_remote_vm
+    from ..remote.listing import find_remote_vm
     from ..sources import LogLocation
     from .interface import Interface
 

@@ -159,6 +159,14 @@ class Pipeline:
         self._writer.flush()
         return self.summary
 
+    def notice(self, text: str, now_us: int) -> None:
+        """A frame of its own that tells ``text`` (an SSH link down or back: notice.py)."""
+        from .notice import notice_frame
+
+        self._writer.write(now_us, notice_frame(text), text)
+        self._writer.flush()
+        self.summary.frames += 1
+
     def write(self, events: list[Event], now_us: int | None) -> int:
         """Count, frame and write parser events (a caller may filter them first)."""
         if not events:

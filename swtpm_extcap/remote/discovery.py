@@ -22,45 +22,50 @@ finds what the local discovery finds: Proxmox logs with the VM names of their
 ``.conf``, on a cluster also the TPM VMs of the other nodes
 (``/etc/pve/nodes/<node>/qemu-server/<vmid>.conf``: a capture connects to
 that node), libvirt logs, the ``globs``; and the ``--log`` option of each
-running swtpm, for its level.
+running swtpm, for its level. Its answer is untrusted input: it starts after
+a hello with a per-run token (what the login prints before it is skipped), is
+read up to :data:`MAX_ANSWER` bytes within the timeout, and every ID is
+checked (a Proxmox VM id is ASCII digits) or sanitized (:func:`names.sanitize`)
+before it becomes part of an interface name.
 
-Listing (:func:`list_remote_vms`) never fails and prints nothing: hosts are
-asked in parallel, each for at most ``timeout`` seconds (2 s); the answer is
-cached on disk (:func:`cache_dir`, :data:`CACHE_TTL_S`) so that Wireshark's
-repeated ``--extcap-interfaces`` calls stay fast; a host that does not answer
-keeps its last listing (its capture then says why it cannot connect).
+Names: a Proxmox VM is ``swtpm-<remote>-<vmid>`` on the node that runs it
+(whose ``/etc/pve/nodes/<node>`` holds its ``.conf``); a log of that VM left
+behind on the entry's host after a migration is ``swtpm-<remote>-<vmid>-leftover``,
+so a name never depends on what other nodes left behind. Listing and its cache:
+:mod:`.listing`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import sys
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..names import PREFIX, glob_key, sanitize
 from ..swtpmlog.level import level_note, levels_from_log_values
-from .settings import CAPTURE_TIMEOUT_S, Remote, RemoteVM
+from .settings import Remote, RemoteVM
 from .ssh import wrap_priv
 
-#: seconds a cached listing of a host is used without asking it again
-CACHE_TTL_S = 45.0
-#: at most this long per host while listing (they are asked in parallel)
-LIST_TIMEOUT_S = 2.0
+if TYPE_CHECKING:
+    import asyncssh
+
+#: the most bytes of a host's discovery answer read (a host that streams output is cut here)
+MAX_ANSWER = 4 << 20
+#: a Proxmox VM id
+_VMID = re.compile(r"[0-9]{1,12}")
+#: the key of a Proxmox VM log left behind on the entry's host, the VM running elsewhere
+LEFTOVER = "leftover"
 
 
 # ---------------------------------------------------------------- discovery
 
 DISCOVER_SCRIPT = r"""
 main() {
-pdir=$1 pve=$2 ldir=$3
-shift 3
+pdir=$1 pve=$2 ldir=$3 token=$4
+shift 4
+printf 'SWTPM-DISCOVER %s\n' "$token"
 vmname() {
   sed -n '/^\[/q;s/^name:[[:space:]]*//p' "$1" 2>/dev/null | head -n 1
 }
@@ -115,7 +120,7 @@ main "$@" </dev/null
 
 
 def parse_discovery(remote: Remote, out: bytes) -> list[RemoteVM]:
-    """The script's NUL-separated records -> interfaces (named, levels attached)."""
+    """The script's NUL-separated records -> interfaces (IDs checked, named, levels attached)."""
     fields = out.decode("utf-8", "replace").split("\0")
     if "X" not in fields:
         raise ValueError("discovery output ended early")
@@ -125,9 +130,15 @@ def parse_discovery(remote: Remote, out: bytes) -> list[RemoteVM]:
     while i < len(fields):
         tag = fields[i]
         if tag == "V" and i + 5 < len(fields):
-            tag_kind, tag_id, tag_path, tag_name, tag_node = fields[i + 1 : i + 6]
-            found.append((tag_kind, tag_id, tag_path, tag_name, tag_node or None))
+            v_kind, v_id, v_path, v_name, v_node = fields[i + 1 : i + 6]
             i += 6
+            if v_kind not in ("proxmox", "libvirt", "glob") or not v_path.startswith("/"):
+                continue
+            if v_kind == "proxmox" and not _VMID.fullmatch(v_id):
+                continue  # not a Proxmox VM id: never part of a name
+            if v_node and v_node != sanitize(v_node):
+                continue
+            found.append((v_kind, v_id, v_path, v_name, v_node or None))
         elif tag in ("L", "H") and i + 1 < len(fields):
             if tag == "L":
                 log_values.append(fields[i + 1])
@@ -135,19 +146,30 @@ def parse_discovery(remote: Remote, out: bytes) -> list[RemoteVM]:
         else:
             i += 1
     levels = levels_from_log_values(log_values)
+    elsewhere: dict[str, str] = {f[1]: f[4] for f in found if f[0] == "proxmox" and f[4]}
     vms: list[RemoteVM] = []
     taken: set[str] = set()
     seen_paths: set[tuple[str | None, str]] = set()
-    for kind, ident, path, name, node in found:
+    # the VMs that run where they are found first, so that their names never move
+    order = sorted(found, key=lambda f: (f[0] != "proxmox", f[0] == "proxmox" and
+                                         f[4] is None and f[1] in elsewhere))
+    for kind, ident, path, name, node in order:
         if (node, path) in seen_paths:
             continue
         seen_paths.add((node, path))
         vm_name: str | None
         if kind == "proxmox":
-            key, vm_name = ident, name or None
-            display = f"SWTPM {remote.name} VM {ident}" + (f" ({name})" if name else "")
-            if node:
-                display += f" on node {node}"
+            vm_name = name or None
+            label = f" ({name})" if name else ""
+            if node is None and ident in elsewhere:
+                key = f"{ident}-{LEFTOVER}"
+                display = (f"SWTPM {remote.name} VM {ident}{label} leftover log (the VM runs on"
+                           f" node {elsewhere[ident]})")
+            else:
+                key = ident
+                display = f"SWTPM {remote.name} VM {ident}{label}"
+                if node:
+                    display += f" on node {node}"
         elif kind == "libvirt":
             key, vm_name = sanitize(ident), ident
             display = f"SWTPM {remote.name} libvirt {ident}"
@@ -161,181 +183,89 @@ def parse_discovery(remote: Remote, out: bytes) -> list[RemoteVM]:
         taken.add(interface)
         level = None if node else levels.get(os.path.normpath(path))
         display = _safe(display + level_note(level))
-        vms.append(RemoteVM(interface, display, remote.name, kind, ident if kind != "glob" else key,
+        vms.append(RemoteVM(interface, display, remote.name, kind, key if kind == "glob" else ident,
                             vm_name, path, node, level))
     return vms
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f{}]", "?", text)
+    """No braces, control characters or "/" in a display name (see interfaces.interface)."""
+    return re.sub(r"[\x00-\x1f\x7f{}/]", "?", text)
 
 
 async def discover_remote(remote: Remote, timeout: float) -> list[RemoteVM]:
-    """Run the discovery script on the host; :class:`UserError` if that fails."""
-    from .ssh import connect, priv_refused
+    """Run the discovery script on the host within ``timeout`` seconds in all (connecting
+    included); :class:`UserError` with one line if that fails."""
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(_discover(remote, timeout), timeout)
+    except asyncio.TimeoutError:
+        raise UserError(f"discovery on {remote.params().where}: no answer within {timeout:g} s"
+                        " (host down, or a firewall drops the connection?)") from None
+
+
+async def _discover(remote: Remote, timeout: float) -> list[RemoteVM]:
+    import secrets
+
+    from .connect import connect
+    from .ssh import priv_refused
 
     params = remote.params(timeout=timeout)
     conn = await connect(params)
+    token = secrets.token_hex(16)
     try:
-        argv = ["sh", "-s", "--", remote.proxmox_dir, remote.pve_dir, remote.libvirt_dir,
+        argv = ["sh", "-s", "--", remote.proxmox_dir, remote.pve_dir, remote.libvirt_dir, token,
                 *remote.globs]
-        result = await conn.run(wrap_priv(remote.priv, argv), input=DISCOVER_SCRIPT.encode(),
-                                encoding=None)
+        # with an installed reader, sudo runs nothing else: discovery runs as the login
+        priv = "none" if remote.reader else remote.priv
+        proc = await conn.create_process(wrap_priv(priv, argv), encoding=None)
+        proc.stdin.write(DISCOVER_SCRIPT.encode())
+        proc.stdin.write_eof()
+        out, err = await _bounded(proc)
     finally:
         conn.abort()
-    out = result.stdout if isinstance(result.stdout, bytes) else b""
-    err = result.stderr if isinstance(result.stderr, bytes) else b""
-    if b"X\0" not in out:
-        refused = priv_refused(remote.priv, err.decode("utf-8", "replace"), params.where)
+    hello = f"SWTPM-DISCOVER {token}\n".encode()
+    at = out.find(hello)
+    body = out[at + len(hello) :] if at >= 0 else b""
+    if not body.endswith(b"X\0"):
+        text = err.decode("utf-8", "replace")
+        refused = priv_refused(remote.priv, text, params.where)
         if refused is not None:
             raise refused
-        first = err.decode("utf-8", "replace").strip().splitlines()[:1]
-        raise UserError(f"discovery on {params.where} failed: {first[0] if first else 'no answer'}")
-    return parse_discovery(remote, out)
+        if len(out) >= MAX_ANSWER:
+            raise UserError(f"discovery on {params.where}: more than {MAX_ANSWER >> 20} MiB of"
+                            " answer; the host sends something else than the discovery script's")
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        said = next((ln.strip() for ln in out.decode("utf-8", "replace").splitlines()
+                     if ln.strip()), "")
+        why = first or (f"the login printed {said[:60]!r} and the script did not run" if said
+                        else "no answer")
+        raise UserError(f"discovery on {params.where} failed: {why[:160]}")
+    return parse_discovery(remote, body)
 
 
-# -------------------------------------------------------------------- cache
-
-
-def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/swtpm-extcap``, else ``~/.cache/swtpm-extcap`` (Windows: %LOCALAPPDATA%)."""
-    env = os.environ if environ is None else environ
-    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
-        return Path(env["LOCALAPPDATA"]) / "swtpm-extcap" / "cache"
-    xdg = env.get("XDG_CACHE_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "swtpm-extcap"
-    home = env.get("HOME") or env.get("USERPROFILE")
-    return (Path(home) if home else Path.home()) / ".cache" / "swtpm-extcap"
-
-
-def _cache_key(remote: Remote) -> str:
-    return hashlib.sha1(repr(remote).encode()).hexdigest()
-
-
-@dataclass
-class _Cached:
-    time: float
-    ok: bool
-    vms: list[RemoteVM] = field(default_factory=list)
-
-
-def _read_cache(folder: Path, remote: Remote) -> _Cached | None:
-    try:
-        doc = json.loads((folder / f"remote-{remote.name}.json").read_text())
-        if doc.get("key") != _cache_key(remote):
-            return None
-        return _Cached(float(doc["time"]), bool(doc["ok"]), [RemoteVM(**v) for v in doc["vms"]])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_cache(folder: Path, remote: Remote, cached: _Cached) -> None:
-    doc = {"key": _cache_key(remote), "time": cached.time, "ok": cached.ok,
-           "vms": [asdict(v) for v in cached.vms]}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".remote-{remote.name}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(doc))
-        os.replace(tmp, folder / f"remote-{remote.name}.json")
-    except OSError:
-        pass
-
-
-# ------------------------------------------------------------------ listing
-
-
-def list_remote_vms(
-    remotes: Sequence[Remote],
-    *,
-    timeout: float = LIST_TIMEOUT_S,
-    ttl: float = CACHE_TTL_S,
-    cache: Path | None = None,
-    now: float | None = None,
-) -> list[RemoteVM]:
-    """Every remote host's interfaces, from the cache or asked in parallel; never raises."""
-    if not remotes:
-        return []
-    folder = cache_dir() if cache is None else cache
-    clock = time.time() if now is None else now
-    cached = {r.name: _read_cache(folder, r) for r in remotes}
-    stale = [r for r in remotes if (c := cached[r.name]) is None or not 0 <= clock - c.time < ttl]
-    if stale:
-        fresh = _ask_all(stale, timeout)
-        for remote in stale:
-            answer = fresh.get(remote.name)
-            old = cached[remote.name]
-            if answer is not None:
-                entry = _Cached(clock, True, answer)
-            else:  # keep the last listing; ask again after ttl
-                entry = _Cached(clock, False, old.vms if old is not None else [])
-            cached[remote.name] = entry
-            _write_cache(folder, remote, entry)
-    out: list[RemoteVM] = []
-    for remote in remotes:
-        listed = cached[remote.name]
-        if listed is not None:
-            out.extend(listed.vms)
-    return out
-
-
-def _ask_all(remotes: Sequence[Remote], timeout: float) -> dict[str, list[RemoteVM] | None]:
-    try:
-        from .ssh import quiet_asyncssh, require_asyncssh
-
-        require_asyncssh()
-        quiet_asyncssh()
-    except UserError:
-        return {}
-
+async def _bounded(proc: asyncssh.SSHClientProcess[bytes]) -> tuple[bytes, bytes]:
+    """stdout up to MAX_ANSWER bytes and the start of stderr, until the script's end."""
     import asyncio
 
-    async def one(remote: Remote) -> list[RemoteVM] | None:
-        try:
-            return await asyncio.wait_for(discover_remote(remote, timeout), timeout)
-        except BaseException:  # noqa: BLE001 - a listing never fails because of one host
-            return None
+    async def take(stream: asyncssh.SSHReader[bytes], limit: int, drain: bool) -> bytes:
+        got = b""
+        while True:
+            chunk = await stream.read(1 << 16)
+            if not chunk:
+                return got
+            if len(got) < limit:
+                got = (got + chunk)[:limit]
+            elif not drain:  # enough: the caller gives up on this host
+                return got
 
-    async def every() -> list[list[RemoteVM] | None]:
-        return await asyncio.gather(*(one(r) for r in remotes))
-
-    loop = asyncio.new_event_loop()
-    loop.set_exception_handler(lambda _loop, _context: None)
+    errors = asyncio.ensure_future(take(proc.stderr, 4096, True))
+    out = await take(proc.stdout, MAX_ANSWER, False)
+    if len(out) >= MAX_ANSWER:
+        proc.close()
     try:
-        answers = loop.run_until_complete(every())
-    finally:
-        loop.close()
-    return {r.name: a for r, a in zip(remotes, answers)}
-
-
-def find_remote_vm(
-    interface: str, remotes: Sequence[Remote], *, cache: Path | None = None
-) -> tuple[Remote, RemoteVM] | None:
-    """The remote interface called ``interface`` (asking its host if the cache lacks it).
-
-    None when no ``[[remote]]`` name matches; :class:`UserError` when one does
-    but its host cannot be asked or has no such log.
-    """
-    owners = [r for r in remotes if interface.startswith(f"{PREFIX}{r.name}-")]
-    if not owners:
-        return None
-    owners.sort(key=lambda r: -len(r.name))  # "pve1-a" before "pve1"
-    for vm in list_remote_vms(owners, cache=cache, timeout=LIST_TIMEOUT_S):
-        if vm.interface == interface:
-            return next(r for r in owners if r.name == vm.remote), vm
-    remote = owners[0]
-    import asyncio
-
-    loop = asyncio.new_event_loop()
-    try:
-        vms = loop.run_until_complete(discover_remote(remote, CAPTURE_TIMEOUT_S))
-    finally:
-        loop.close()
-    _write_cache(cache_dir() if cache is None else cache, remote, _Cached(time.time(), True, vms))
-    for vm in vms:
-        if vm.interface == interface:
-            return remote, vm
-    raise UserError(
-        f"no interface {interface}: {remote.params().where} has no such VM log (is the VM"
-        " running, with a TPM?); `tshark -D | grep swtpm` lists the interfaces that exist"
-    )
+        err = await asyncio.wait_for(errors, 2.0)
+    except asyncio.TimeoutError:
+        err = b""
+    return out, err

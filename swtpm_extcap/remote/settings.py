@@ -13,18 +13,22 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ConfigError, UserError
 from ..places import LIBVIRT_DIR, PROXMOX_DIR, PVE_DIR
 from .ssh import HOST_KEY_POLICIES, PRIVS, HostKeyPolicy, Priv, SSHParams
 
-#: connecting for a capture may take longer
+#: connecting for a capture may take longer (``connect_timeout`` sets it)
 CAPTURE_TIMEOUT_S = 10.0
+#: the longest connect_timeout a [[remote]] entry may set
+MAX_CONNECT_TIMEOUT_S = 300.0
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: no trailing "-": swtpm-<name>--error (a failing host's entry) is no VM of another entry
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9._])?")
 _KEYS = {
-    "name": "a short name for interface names, e.g. name = \"pve1\" ([A-Za-z0-9._-])",
+    "name": "a short name for interface names, e.g. name = \"pve1\" ([A-Za-z0-9._-], not"
+            " ending in -)",
     "host": "a host name, address or ~/.ssh/config alias, e.g. host = \"pve1.lan\"",
     "port": "a port number, e.g. port = 22",
     "user": "a login name, e.g. user = \"root\"",
@@ -32,11 +36,31 @@ _KEYS = {
     "key": "a private key file, e.g. key = \"~/.ssh/id_ed25519\"",
     "host_keys": f"one of {', '.join(HOST_KEY_POLICIES)}",
     "globs": "a list of absolute path patterns on that host, e.g. globs = [\"/srv/vms/*/swtpm.log\"]",
-    "nodes": "a table of Proxmox node name -> host, e.g. nodes = { pve2 = \"10.0.0.2\" }",
+    "nodes": "a table of Proxmox node name -> host or a table of host, port, user, key, e.g."
+             " nodes = { pve2 = \"10.0.0.2\", pve3 = { host = \"pve3.lan\", port = 2222 } }",
+    "ssh_config": "an OpenSSH client config file instead of ~/.ssh/config,"
+                  " e.g. ssh_config = \"~/.ssh/config.pve\"",
+    "known_hosts": "a known_hosts file instead of ~/.ssh/known_hosts,"
+                   " e.g. known_hosts = \"~/.ssh/known_hosts.pve\"",
+    "reader": "the absolute path of the installed restricted reader on that host, for a sudoers"
+              " line that allows only it, e.g. reader = \"/usr/local/sbin/swtpm-extcap-reader\"",
+    "connect_timeout": f"seconds to wait for the host when capturing (1 to {MAX_CONNECT_TIMEOUT_S:g}),"
+                       " e.g. connect_timeout = 20",
     "proxmox_dir": f"an absolute folder on that host, e.g. proxmox_dir = {PROXMOX_DIR!r}",
     "pve_dir": f"an absolute folder on that host, e.g. pve_dir = {PVE_DIR!r}",
     "libvirt_dir": f"an absolute folder on that host, e.g. libvirt_dir = {LIBVIRT_DIR!r}",
 }
+
+
+class Node(NamedTuple):
+    """How to reach one node of a Proxmox cluster; None: as ``~/.ssh/config`` says for it
+    (the user and key fall back to the entry's). (A NamedTuple, as RemoteVM: immutable,
+    and cheaper to define than a dataclass on the listing's warm path, bench_ssh.py.)"""
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,20 +75,32 @@ class Remote:
     key: str | None = None
     host_keys: HostKeyPolicy = "strict"
     globs: tuple[str, ...] = ()
-    nodes: tuple[tuple[str, str], ...] = ()
+    nodes: tuple[tuple[str, Node], ...] = ()
     proxmox_dir: str = PROXMOX_DIR
     pve_dir: str = PVE_DIR
     libvirt_dir: str = LIBVIRT_DIR
+    ssh_config: str | None = None
+    known_hosts: str | None = None
+    connect_timeout: float = CAPTURE_TIMEOUT_S
+    reader: str | None = None
 
-    def params(self, node: str | None = None, *, timeout: float = CAPTURE_TIMEOUT_S) -> SSHParams:
-        """How to reach this host, or one of its cluster's nodes."""
-        host = self.host if node is None else dict(self.nodes).get(node, node)
-        return SSHParams(host=host, port=self.port, user=self.user, identity=self.key,
-                         priv=self.priv, host_keys=self.host_keys, connect_timeout=timeout)
+    def params(self, node: str | None = None, *, timeout: float | None = None) -> SSHParams:
+        """How to reach this host, or one of its cluster's nodes: a node's own host, port,
+        user and key (``nodes``), else what ~/.ssh/config says for the node's name; never
+        the entry's port, which is the entry host's."""
+        wait = self.connect_timeout if timeout is None else timeout
+        if node is None:
+            host, port, user, key = self.host, self.port, self.user, self.key
+        else:
+            how = dict(self.nodes).get(node, Node())
+            host, port = how.host or node, how.port
+            user, key = how.user or self.user, how.key or self.key
+        return SSHParams(host=host, port=port, user=user, identity=key, priv=self.priv,
+                         host_keys=self.host_keys, known_hosts=self.known_hosts,
+                         ssh_config=self.ssh_config, connect_timeout=wait, reader=self.reader)
 
 
-@dataclass(frozen=True)
-class RemoteVM:
+class RemoteVM(NamedTuple):
     """One log on a remote host, as an interface ``swtpm-<remote>-<key>``."""
 
     interface: str
@@ -135,11 +171,11 @@ def _remote(entry: Mapping[str, Any], where: str) -> Remote:
         isinstance(g, str) and (g.startswith("/") or g.startswith("~/")) for g in globs
     ):
         raise ConfigError(f"{where}: globs must be {_KEYS['globs']}")
-    nodes = entry.get("nodes", {})
-    if not isinstance(nodes, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v for k, v in nodes.items()
-    ):
-        raise ConfigError(f"{where}: nodes must be {_KEYS['nodes']}")
+    nodes = _nodes(entry.get("nodes", {}), where)
+    timeout = entry.get("connect_timeout", CAPTURE_TIMEOUT_S)
+    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+            or not 1 <= timeout <= MAX_CONNECT_TIMEOUT_S):
+        raise ConfigError(f"{where}: connect_timeout must be {_KEYS['connect_timeout']}")
     folders = {}
     for key in ("proxmox_dir", "pve_dir", "libvirt_dir"):
         val = text(key)
@@ -150,11 +186,42 @@ def _remote(entry: Mapping[str, Any], where: str) -> Remote:
     try:
         remote = Remote(name=name, host=host, port=port, user=text("user"), priv=priv,
                         key=text("key"), host_keys=host_keys, globs=tuple(globs),
-                        nodes=tuple(sorted(nodes.items())), **folders)
+                        nodes=nodes, ssh_config=text("ssh_config"),
+                        known_hosts=text("known_hosts"), connect_timeout=float(timeout),
+                        reader=text("reader"),
+                        **folders)
         remote.params()  # the host and port checks of SSHParams
+        for node, _ in nodes:
+            remote.params(node)
     except UserError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return remote
+
+
+def _nodes(value: Any, where: str) -> tuple[tuple[str, Node], ...]:
+    """``nodes = { pve2 = "10.0.0.2", pve3 = { host = "pve3.lan", port = 2222 } }``."""
+    wrong = ConfigError(f"{where}: nodes must be {_KEYS['nodes']}")
+    if not isinstance(value, dict):
+        raise wrong
+    out = []
+    for name, how in value.items():
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"{where}: node name {name!r} must be [A-Za-z0-9._-]")
+        if isinstance(how, str) and how:
+            out.append((name, Node(host=how)))
+            continue
+        if not isinstance(how, dict) or not set(how) <= {"host", "port", "user", "key"}:
+            raise wrong
+        port = how.get("port")
+        if port is not None and (not isinstance(port, int) or isinstance(port, bool)
+                                 or not 0 < port < 65536):
+            raise ConfigError(f"{where}: nodes.{name}.port must be a port number (1-65535)")
+        texts = {k: how.get(k) for k in ("host", "user", "key")}
+        if not all(v is None or (isinstance(v, str) and v) for v in texts.values()):
+            raise ConfigError(f"{where}: nodes.{name}: host, user and key must be strings")
+        out.append((name, Node(host=texts["host"], port=port, user=texts["user"],
+                               key=texts["key"])))
+    return tuple(sorted(out, key=lambda item: item[0]))
 
 
 def load_remotes(path: Path | None) -> tuple[Remote, ...]:

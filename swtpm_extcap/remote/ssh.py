@@ -1,46 +1,35 @@
-"""The SSH layer: connection parameters, one ``connect()``, every failure as one line.
+"""The SSH layer's vocabulary: connection parameters, the remote command line, one-line errors.
 
 Built on asyncssh (imported lazily: the interface listing must not pay its
-~0.4 s import when no remote host is configured). :func:`connect` reads
-``~/.ssh/config`` first (host aliases, ``User``, ``Port``, ``IdentityFile``,
-``ProxyJump``, ``UserKnownHostsFile``), then applies what :class:`SSHParams`
-sets explicitly; it uses the SSH agent (``$SSH_AUTH_SOCK``, Pageant or the
-OpenSSH agent pipe on Windows) and ``known_hosts``.
+~0.4 s import when no remote host is configured, nor when the cache answers).
+:class:`SSHParams` says where and how to log in (``None``: as ``~/.ssh/config``
+says); :func:`swtpm_extcap.remote.connect.connect` opens the connection.
 
 Host keys: an unknown or changed key is refused (``host_keys="strict"``, the
 default) with one line that says how to trust it; ``"accept-new"`` adds an
 unknown key to known_hosts (OpenSSH's ``StrictHostKeyChecking accept-new``)
-and still refuses a changed one.
+and still refuses a changed one (:mod:`.host_keys`: by the name the user gave).
 
 Secrets: a password or key passphrase lives only in :class:`SSHParams`
 (left out of its ``repr``) and is handed to asyncssh in-process: never on a
 command line, in a log, on stderr or in an exception message.
 
-Every failure a user can cause (unknown host, refused host key, wrong
-password, unusable key, connection refused, timeout) comes out of
-:func:`connect` as :class:`~swtpm_extcap.errors.UserError` with one line.
 :class:`Runner` drives the async code from synchronous callers (the capture
 engine is synchronous) on a private event loop, watching a stop Event.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shlex
-import threading
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import UserError
 
-if TYPE_CHECKING:  # asyncio and asyncssh are imported where they are used: listing stays fast
+if TYPE_CHECKING:  # imported where they are used: a warm listing imports as little as it can
     import asyncio
     import logging
-
-    import asyncssh
+    import threading
 
 Priv = Literal["none", "sudo", "doas"]
 HostKeyPolicy = Literal["strict", "accept-new"]
@@ -86,6 +75,13 @@ class SSHParams:
     #: an OpenSSH client config instead of ~/.ssh/config
     ssh_config: str | None = None
     connect_timeout: float = CONNECT_TIMEOUT
+    #: run this to reach the host (sshdump's --proxycommand; %h %p as in OpenSSH)
+    proxy_command: str | None = None
+    #: an installed reader to run (through priv) instead of ``sh -s`` with the script:
+    #: the fixed command a sudoers line allows (sources/ssh_script.installed_reader)
+    reader: str | None = None
+    #: an open connection to reach the host through (a ProxyJump hop; not a setting)
+    tunnel: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
@@ -95,6 +91,19 @@ class SSHParams:
             raise UserError(f"SSH port {self.port}: give a number from 1 to 65535")
         if self.priv not in PRIVS:
             raise UserError(f"priv {self.priv!r} is not one of: {', '.join(PRIVS)}")
+        if self.proxy_command is not None:
+            import shlex
+
+            try:
+                if not shlex.split(self.proxy_command):
+                    raise ValueError("empty")
+            except ValueError as exc:
+                raise UserError(f"ProxyCommand {self.proxy_command!r}: {exc}; give a command"
+                                " such as: nc %h %p") from None
+        if self.reader is not None and (not self.reader.startswith("/")
+                                        or any(c.isspace() for c in self.reader)):
+            raise UserError(f"reader {self.reader!r}: give the absolute path of the installed"
+                            " reader on the host, e.g. /usr/local/sbin/swtpm-extcap-reader")
         if self.host_keys not in HOST_KEY_POLICIES:
             raise UserError(
                 f"host key policy {self.host_keys!r} is not one of: {', '.join(HOST_KEY_POLICIES)}")
@@ -110,6 +119,8 @@ class SSHParams:
 def wrap_priv(priv: Priv, argv: list[str]) -> str:
     """The remote command line for ``argv``, every word quoted, run through sudo/doas -n."""
     words = {"none": [], "sudo": ["sudo", "-n", "--"], "doas": ["doas", "-n", "--"]}[priv] + argv
+    import shlex
+
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -127,9 +138,10 @@ def priv_refused(priv: Priv, stderr: str, where: str) -> UserError | None:
                          " and grant read access to the logs (setfacl -m u:USER:r LOG)")
     if low.startswith(f"{tool}:") or "sudoers" in low or "may not run sudo" in low:
         return UserError(
-            f"{where}: {tool} -n refused to run the reader ({first}); allow it without a password,"
-            f" e.g. a sudoers line 'USER ALL=(root) NOPASSWD: /bin/sh', or use priv = \"none\""
-            " and grant read access to the logs (setfacl -m u:USER:r LOG)"
+            f"{where}: {tool} -n refused to run the reader ({first}); allow it without a"
+            " password: install the restricted reader and a sudoers line for it alone (remote.md:"
+            " 'USER ALL=(root) NOPASSWD: /usr/local/sbin/swtpm-extcap-reader', reader = that"
+            " path), or use priv = \"none\" and grant read access to the logs (setfacl -m u:USER:r LOG)"
         )
     return None
 
@@ -168,182 +180,6 @@ def require_asyncssh() -> None:
             "SSH needs the asyncssh package: "
             f"{sys.executable} -m pip install asyncssh bcrypt"
         ) from None
-
-
-async def connect(params: SSHParams) -> asyncssh.SSHClientConnection:
-    """Open an SSH connection; :class:`UserError` with one line if that fails."""
-    require_asyncssh()
-    import asyncssh
-
-    quiet_asyncssh()
-    try:
-        return await _connect(params, check_host_key=True)
-    except asyncssh.HostKeyNotVerifiable as exc:
-        if params.host_keys == "accept-new" and not await _host_known(params):
-            return await _accept_new(params)
-        raise await _host_key_error(params, exc) from None
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        raise connect_error(params, exc) from None
-
-
-async def _connect(params: SSHParams, *, check_host_key: bool) -> asyncssh.SSHClientConnection:
-    import asyncssh
-
-    kwargs: dict[str, Any] = {
-        "connect_timeout": params.connect_timeout,
-        "login_timeout": params.connect_timeout,
-        "keepalive_interval": KEEPALIVE_INTERVAL,
-        "keepalive_count_max": KEEPALIVE_COUNT,
-    }
-    if params.port is not None:
-        kwargs["port"] = params.port
-    if params.user:
-        kwargs["username"] = params.user
-    if params.identity:
-        kwargs["client_keys"] = [os.path.expanduser(params.identity)]
-    if params.passphrase:
-        kwargs["passphrase"] = params.passphrase
-    if params.password:
-        kwargs["password"] = params.password
-    if params.ssh_config:
-        kwargs["config"] = [os.path.expanduser(params.ssh_config)]
-    if not check_host_key:
-        kwargs["known_hosts"] = None
-    elif params.known_hosts:
-        path = os.path.expanduser(params.known_hosts)
-        # a file that does not exist yet trusts no key (asyncssh would raise)
-        kwargs["known_hosts"] = path if os.path.exists(path) else asyncssh.import_known_hosts("")
-    conn: asyncssh.SSHClientConnection = await asyncssh.connect(params.host, **kwargs)
-    return conn
-
-
-async def _resolved(params: SSHParams) -> tuple[str, int, str | None]:
-    """(HostName, Port, User) after ``~/.ssh/config``, for messages."""
-    import asyncssh
-
-    kwargs: dict[str, Any] = {"host": params.host}
-    if params.port is not None:
-        kwargs["port"] = params.port
-    if params.ssh_config:
-        kwargs["config"] = [os.path.expanduser(params.ssh_config)]
-    try:
-        options = await asyncssh.SSHClientConnectionOptions.construct(**kwargs)
-    except Exception:  # noqa: BLE001 - a broken config is reported by connect itself
-        return params.host, params.port or DEFAULT_PORT, params.user
-    return str(options.host or params.host), int(options.port or DEFAULT_PORT), params.user
-
-
-def _known_hosts_file(params: SSHParams) -> str:
-    return os.path.expanduser(params.known_hosts or "~/.ssh/known_hosts")
-
-
-async def _host_known(params: SSHParams) -> bool:
-    """Has the known_hosts file any key for this host (then a mismatch is a *changed* key)?"""
-    import asyncssh
-
-    host, port, _ = await _resolved(params)
-    try:
-        known = asyncssh.read_known_hosts(_known_hosts_file(params))
-    except (OSError, ValueError):
-        return False
-    addr = host
-    keys = known.match(host, addr, port if port != DEFAULT_PORT else None)[0]
-    return bool(keys)
-
-
-async def _host_key_error(params: SSHParams, exc: Exception) -> ConnectError:
-    m = re.search(r"for host (\S+)", str(exc))
-    host, port, _ = await _resolved(params)
-    if m and m.group(1) != host:  # the jump host's key: name it
-        host, port = m.group(1), DEFAULT_PORT
-    target = shlex.quote(host) if port == DEFAULT_PORT else f"-p {port} {shlex.quote(host)}"
-    entry = host if port == DEFAULT_PORT else f"[{host}]:{port}"
-    known = _known_hosts_file(params)
-    if await _host_known(params):
-        return ConnectError(
-            f"the SSH host key of {entry} has CHANGED since it was trusted (or someone is"
-            f" intercepting): refused. If the host was reinstalled, check its new key, then"
-            f" ssh-keygen -R {shlex.quote(entry)} -f {shlex.quote(known)} and trust it again:"
-            f" ssh-keyscan {target} >> {shlex.quote(known)}"
-        )
-    return ConnectError(
-        f"the SSH host key of {entry} is unknown: refused. Check and trust it once with"
-        f" `ssh {target}` (answer yes), or ssh-keyscan {target} >> {shlex.quote(known)}"
-    )
-
-
-async def _accept_new(params: SSHParams) -> asyncssh.SSHClientConnection:
-    """Trust on first use: connect without checking, then record the key."""
-    try:
-        conn = await _connect(params, check_host_key=False)
-    except Exception as exc:  # noqa: BLE001
-        raise connect_error(params, exc) from None
-    key = conn.get_server_host_key()
-    if key is not None:
-        host, port, _ = await _resolved(params)
-        entry = host if port == DEFAULT_PORT else f"[{host}]:{port}"
-        path = Path(_known_hosts_file(params))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            line = f"{entry} {key.export_public_key('openssh').decode().strip()}\n"
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(line)
-            _log().info("added the host key of %s to %s", entry, path)
-        except OSError as err:
-            _log().warning("could not add the host key of %s to %s: %s", entry, path, err)
-    return conn
-
-
-def connect_error(params: SSHParams, exc: BaseException) -> ConnectError:
-    """One line for a failed connection (never a secret: asyncssh's texts carry none)."""
-    import asyncio
-
-    import asyncssh
-
-    where = params.where
-    if isinstance(exc, ConnectError):
-        return exc
-    if isinstance(exc, UserError):
-        return ConnectError(str(exc))
-    if isinstance(exc, asyncssh.PermissionDenied):
-        how = "the password was wrong" if params.password else (
-            "no key was accepted: give the key file (--sshkey / IdentityFile in ~/.ssh/config),"
-            " load it into ssh-agent, or give a password")
-        return ConnectError(f"SSH login to {where} refused: {how}")
-    if isinstance(exc, (asyncssh.KeyImportError, asyncssh.KeyEncryptionError)):
-        key = params.identity or "the key file"
-        if "bcrypt" in str(exc):
-            return ConnectError(f"cannot use the SSH key {key}: {exc} (pip install bcrypt into"
-                             " swtpm-extcap's environment)")
-        if params.passphrase:
-            return ConnectError(f"cannot use the SSH key {key}: wrong passphrase, or not a private key")
-        return ConnectError(f"cannot use the SSH key {key}: {exc} (an encrypted key needs its"
-                         " passphrase: --sshkey-passphrase, or load it into ssh-agent)")
-    if isinstance(exc, asyncssh.ConfigParseError):
-        return ConnectError(f"cannot read the SSH client config: {exc}")
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return ConnectError(f"SSH to {where}: no answer within {params.connect_timeout:g} s"
-                         " (host down, or a firewall drops the connection?)", transient=True)
-    if isinstance(exc, asyncssh.DisconnectError):
-        return ConnectError(f"SSH to {where} failed: {exc.reason or type(exc).__name__}",
-                            transient=True)
-    if isinstance(exc, OSError):
-        import socket
-
-        if isinstance(exc, socket.gaierror):
-            return ConnectError(f"SSH to {where}: unknown host {params.host!r} (not in DNS,"
-                                " /etc/hosts or ~/.ssh/config)", transient=True)
-        if (isinstance(exc, FileNotFoundError) and params.identity
-                and not os.path.exists(os.path.expanduser(params.identity))):
-            return ConnectError(f"SSH key file {params.identity} does not exist")
-        import errno
-
-        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
-        if exc.errno == errno.ECONNREFUSED:
-            reason += " (is sshd running there, on that port?)"
-        return ConnectError(f"SSH to {where} failed: {reason or type(exc).__name__}",
-                            transient=True)
-    return ConnectError(f"SSH to {where} failed: {type(exc).__name__}: {exc}")
 
 
 # ------------------------------------------------------ driving async from sync

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 
 from ..errors import UserError, reason
-from .base import Backlog, Chunk, Notice
+from .base import Backlog, Chunk, Gap, Notice
 from .follow import follow_chunks
 from .regular import OPEN_FLAGS, NotAFileError, check_regular, file_kind, read_once
 
@@ -59,7 +59,7 @@ class LocalFile:
             if not left:
                 yield Notice.BACKLOG_DONE
             for chunk in chunks:
-                if not left:
+                if not left or isinstance(chunk, Gap):
                     yield chunk
                 elif isinstance(chunk, Notice):  # a switch before the backlog's end ends it
                     left = 0
@@ -123,6 +123,8 @@ def permission_hint(path: str) -> str:
 
 
 def _user_name(uid: int) -> str:
+    if sys.platform == "win32":  # no pwd there (mypy --platform win32)
+        return str(uid)
     try:
         import pwd
 
