@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-CHUNK = 1 << 20
+from .logfile import add_log_command, log_chunks
 
 
 @dataclass(frozen=True)
@@ -22,24 +21,11 @@ class ExplainSettings:
     json: bool = False
 
 
-def _chunks(src: BinaryIO) -> Iterator[bytes]:
-    read = getattr(src, "read1", src.read)
-    while chunk := read(CHUNK):
-        yield chunk
-
-
 def run_explain(settings: ExplainSettings, stdin: BinaryIO, stdout: TextIO) -> int:
     from ..pcr.policyreport import replay_log, write_json, write_text
-    from .convert import check_inputs
 
-    check_inputs([settings.log])
-    src = stdin if settings.log == "-" else open(settings.log, "rb")
-    name = "stdin" if settings.log == "-" else settings.log
-    try:
-        report = replay_log(_chunks(src))
-    finally:
-        if src is not stdin:
-            src.close()
+    with log_chunks(settings.log, stdin) as (name, chunks):
+        report = replay_log(chunks)
     (write_json if settings.json else write_text)(report, name, stdout)
     stdout.flush()
     return 0
@@ -51,16 +37,14 @@ def explain_main(settings: ExplainSettings) -> int:
 
 def add_explain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``explain`` subcommand's arguments (cli.py registers it)."""
-    p = sub.add_parser(
-        "explain",
+    add_log_command(
+        sub, "explain",
         help="explain every failed TPM authorization and abandoned policy session of a swtpm log",
         description="Replay the policy sessions of a swtpm log beside its PCRs: explain every"
         " failed authorization (TPM_RC_POLICY_FAIL, TPM_RC_AUTH_FAIL, ...) and every policy"
         " session the client gave up, down to the PCR extend that broke it; check every"
         " PolicyGetDigest answer against the replay.",
     )
-    p.add_argument("log", metavar="LOG", help="swtpm log file, or - for stdin")
-    p.add_argument("--json", action="store_true", help="one JSON document, for scripts")
 
 
 def settings_from(ns: argparse.Namespace) -> ExplainSettings:

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
 from ..pcr.report import write_json, write_text
-
-CHUNK = 1 << 20
+from .logfile import add_log_command, log_chunks
 
 
 @dataclass(frozen=True)
@@ -36,32 +34,17 @@ class PcrsSettings:
     diff: tuple[str, str] | None = None
 
 
-def _chunks(src: BinaryIO) -> Iterator[bytes]:
-    read = getattr(src, "read1", src.read)
-    while chunk := read(CHUNK):
-        yield chunk
-
-
 def run_pcrs(settings: PcrsSettings, stdin: BinaryIO, stdout: TextIO) -> int:
-    from .convert import check_inputs
-
-    check_inputs([settings.log])
-    if settings.diff is not None:
-        from ..pcr.diff import run_ref, write_diff  # only --diff needs it
-
-        refs = (run_ref(settings.diff[0]), run_ref(settings.diff[1]))
-    src = stdin if settings.log == "-" else open(settings.log, "rb")
-    name = "stdin" if settings.log == "-" else settings.log
-    try:
+    with log_chunks(settings.log, stdin) as (name, chunks):
         if settings.diff is not None:
-            write_diff(_chunks(src), stdout, refs, name, settings.json)
+            from ..pcr.diff import run_ref, write_diff  # only --diff needs it
+
+            refs = (run_ref(settings.diff[0]), run_ref(settings.diff[1]))
+            write_diff(chunks, stdout, refs, name, settings.json)
         elif settings.json:
-            write_json(_chunks(src), stdout, name)
+            write_json(chunks, stdout, name)
         else:
-            write_text(_chunks(src), stdout)
-    finally:
-        if src is not stdin:
-            src.close()
+            write_text(chunks, stdout)
     stdout.flush()
     return 0
 
@@ -72,14 +55,12 @@ def pcrs_main(settings: PcrsSettings) -> int:
 
 def add_pcrs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``pcrs`` subcommand's arguments (cli.py registers it)."""
-    p = sub.add_parser(
-        "pcrs",
+    p = add_log_command(
+        sub, "pcrs",
         help="replay the PCR values of each run of a swtpm log",
         description="Replay the PCR banks of each run (VM start) of a swtpm log: every extend with"
         " its log line, the final values, each PCR_Read checked against the replay.",
     )
-    p.add_argument("log", metavar="LOG", help="swtpm log file, or - for stdin")
-    p.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     p.add_argument(
         "--diff",
         nargs=2,

@@ -16,19 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .types import (
-    _U32,
-    CC_EVENT_SEQUENCE_COMPLETE,
-    CC_GET_CAPABILITY,
-    CC_PCR_ALLOCATE,
-    CC_PCR_EVENT,
-    CC_PCR_EXTEND,
-    CC_PCR_READ,
-    CC_PCR_RESET,
-    CC_STARTUP,
-    MAX_TPM_MESSAGE,
-    TAG_NO_SESSIONS,
-    TAG_SESSIONS,
-    TPM_CAP_PCRS,
+    _U32, CC_EVENT_SEQUENCE_COMPLETE, CC_GET_CAPABILITY, CC_PCR_ALLOCATE, CC_PCR_EVENT,
+    CC_PCR_EXTEND, CC_PCR_READ, CC_PCR_RESET, CC_STARTUP, MAX_TPM_MESSAGE, TAG_NO_SESSIONS,
+    TAG_SESSIONS, TPM_CAP_PCRS,
 )
 
 #: the command codes (as logged, big-endian) whose commands the replay keeps

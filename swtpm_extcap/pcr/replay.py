@@ -48,7 +48,6 @@ from ..swtpmlog.parser import Event, Kind, Record, RunStart
 from .banks import Banks
 from .pending import GET_PCR_ALLOCATION, SIZE_FIELDS, WATCHED, Pending, first_piece, kept, size_field, takes
 from .types import (
-    _HASHLIB_NAME,
     _U16,
     _U32,
     ALGORITHMS,
@@ -68,6 +67,7 @@ from .types import (
     DRTM_PCR,
     DRTM_PCRS,
     HASHES,
+    HASHLIB_NAME,
     HCRTM_PCR,
     PCR_COUNT,
     STANDARD_BANKS,
@@ -325,7 +325,7 @@ class Replayer(Banks):
             if ok and len(data) >= 5:
                 self._locality = data[4]
         elif code == CMD_HASH_START:
-            self._drtm = {alg: hashlib.new(_HASHLIB_NAME.get(name, name))
+            self._drtm = {alg: hashlib.new(HASHLIB_NAME.get(name, name))
                           for alg, (name, _) in ALGORITHMS.items() if alg in HASHES} if ok else None
         elif code == CMD_HASH_DATA:
             if self._drtm is not None:

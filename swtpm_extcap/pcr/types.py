@@ -4,11 +4,16 @@ selections), the banks it can compute, and the outcomes it reports."""
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+# the hash algorithms are TPM vocabulary (swtpm_extcap.tpm.hashes); the replay's names for them
+from ..tpm.hashes import ALGORITHMS as ALGORITHMS
+from ..tpm.hashes import HASHES as HASHES
+from ..tpm.hashes import HASHLIB_NAME as HASHLIB_NAME
+from ..tpm.hashes import alg_name
 
 PCR_COUNT = 24
 #: PCRs only locality 4 may reset (PC client profile, libtpms ``s_initAttributes``)
@@ -44,18 +49,6 @@ CMD_HASH_START = 6
 CMD_HASH_DATA = 7
 CMD_HASH_END = 8
 
-#: TPM_ALG_ID -> (name, digest size)
-ALGORITHMS: dict[int, tuple[str, int]] = {
-    0x0004: ("sha1", 20),
-    0x000B: ("sha256", 32),
-    0x000C: ("sha384", 48),
-    0x000D: ("sha512", 64),
-    0x0012: ("sm3_256", 32),
-    0x0027: ("sha3_256", 32),
-    0x0028: ("sha3_384", 48),
-    0x0029: ("sha3_512", 64),
-}
-_HASHLIB_NAME = {"sm3_256": "sm3"}
 #: the banks libtpms implements: a run starts with these
 STANDARD_BANKS = (0x0004, 0x000B, 0x000C, 0x000D)
 
@@ -64,22 +57,8 @@ _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">HII")
 
 
-def _hasher(name: str) -> Callable[[bytes], bytes] | None:
-    lib = _HASHLIB_NAME.get(name, name)
-    if lib not in hashlib.algorithms_available:
-        return None
-    return lambda data: hashlib.new(lib, data).digest()
-
-
-#: TPM_ALG_ID -> digest function, for the algorithms this Python can compute
-HASHES: dict[int, Callable[[bytes], bytes]] = {
-    alg: fn for alg, (name, _) in ALGORITHMS.items() if (fn := _hasher(name)) is not None
-}
-
-
-def bank_name(alg: int) -> str:
-    known = ALGORITHMS.get(alg)
-    return known[0] if known else f"alg-0x{alg:04x}"
+#: a bank is named by its hash algorithm: ``sha256``
+bank_name = alg_name
 
 
 class Malformed(ValueError):

@@ -76,15 +76,7 @@ async def _prepare(params: SSHParams, hops: int
     import asyncssh
 
     # config=(): ~/.ssh/config, as asyncssh.connect reads it (construct's own default reads none)
-    kwargs: dict[str, Any] = {"host": params.host, "config": ()}
-    if params.port is not None:
-        kwargs["port"] = params.port
-    if params.user:
-        kwargs["username"] = params.user
-    if params.ssh_config:
-        kwargs["config"] = [os.path.expanduser(params.ssh_config)]
-    if params.proxy_command:
-        kwargs["proxy_command"] = proxy_words(params.proxy_command, params)
+    kwargs: dict[str, Any] = {"host": params.host, "config": (), **_where(params)}
     construct = getattr(asyncssh.SSHClientConnectionOptions, "construct", None)
     if construct is not None:  # asyncssh 2.15 and later: reads the files off the event loop
         options = await construct(**kwargs)
@@ -138,27 +130,35 @@ async def _connect(params: SSHParams, check: HostCheck | None,
         "keepalive_interval": KEEPALIVE_INTERVAL,
         "keepalive_count_max": KEEPALIVE_COUNT,
         "known_hosts": check,  # None: no check (accept-new's first contact)
+        **_where(params),
     }
-    if params.port is not None:
-        kwargs["port"] = params.port
-    if params.user:
-        kwargs["username"] = params.user
     if params.identity:
         kwargs["client_keys"] = [os.path.expanduser(params.identity)]
     if params.passphrase:
         kwargs["passphrase"] = params.passphrase
     if params.password:
         kwargs["password"] = params.password
-    if params.ssh_config:
-        kwargs["config"] = [os.path.expanduser(params.ssh_config)]
-    if params.proxy_command:
-        kwargs["proxy_command"] = proxy_words(params.proxy_command, params)
     if tunnel is not None:
         kwargs["tunnel"] = tunnel
     elif params.tunnel is not None:
         kwargs["tunnel"] = params.tunnel
     conn: asyncssh.SSHClientConnection = await asyncssh.connect(params.host, **kwargs)
     return conn
+
+
+def _where(params: SSHParams) -> dict[str, Any]:
+    """The options that say where and as whom (port, user, the ssh_config file, a
+    ProxyCommand): the same for the host-key check and for the connection."""
+    kwargs: dict[str, Any] = {}
+    if params.port is not None:
+        kwargs["port"] = params.port
+    if params.user:
+        kwargs["username"] = params.user
+    if params.ssh_config:
+        kwargs["config"] = [os.path.expanduser(params.ssh_config)]
+    if params.proxy_command:
+        kwargs["proxy_command"] = proxy_words(params.proxy_command, params)
+    return kwargs
 
 
 async def _accept_new(params: SSHParams, check: HostCheck,

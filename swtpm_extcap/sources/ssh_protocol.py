@@ -179,17 +179,9 @@ class FrameDecoder:
 
     def _data(self, piece: bytes, out: list[Item]) -> None:
         """A piece of a data frame: hand it on, counting (not keeping) trailing NULs."""
-        if piece[-1:] != b"\0":
-            if self._zeros:
-                out.append(Zeros(self._zeros))
-                self._handed += self._zeros
-                self._zeros = 0
-            out.append(piece)
-            self._handed += len(piece)
-            return
-        body = piece.rstrip(b"\0")
+        body = piece if piece[-1:] != b"\0" else piece.rstrip(b"\0")
         if body:
-            if self._zeros:
+            if self._zeros:  # the NULs held back were inside the data after all
                 out.append(Zeros(self._zeros))
                 self._handed += self._zeros
                 self._zeros = 0

@@ -17,6 +17,7 @@ one line), the host sent what the reader never sends (:class:`Misbehaved`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -216,15 +217,13 @@ class Reader:
 
     def close(self) -> None:
         """End the reader process (the connection stays for the next start)."""
-        proc, self.proc = self.proc, None
         task, self._err_task = self._err_task, None
         if task is not None:
             task.cancel()
+        proc, self.proc = self.proc, None
         if proc is not None:
-            try:
+            with contextlib.suppress(Exception):  # the channel may be gone already
                 proc.close()
-            except Exception:  # noqa: BLE001 - the channel may be gone already
-                pass
 
     def drop(self) -> None:
         """Abort the connection (after a drop: the next start connects anew)."""

@@ -4,6 +4,7 @@ this Python can compute it."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 #: TPM_ALG_ID -> (name, digest size)
 ALGORITHMS: dict[int, tuple[str, int]] = {
@@ -16,14 +17,26 @@ ALGORITHMS: dict[int, tuple[str, int]] = {
     0x0028: ("sha3_384", 48),
     0x0029: ("sha3_512", 64),
 }
-_HASHLIB = {"sm3_256": "sm3"}
-COMPUTABLE = frozenset(
-    alg for alg, (name, _) in ALGORITHMS.items()
-    if _HASHLIB.get(name, name) in hashlib.algorithms_available
-)
+#: the TPM's name -> hashlib's, where they differ
+HASHLIB_NAME = {"sm3_256": "sm3"}
+
+
+def _hasher(name: str) -> Callable[[bytes], bytes] | None:
+    lib = HASHLIB_NAME.get(name, name)
+    if lib not in hashlib.algorithms_available:
+        return None
+    return lambda data: hashlib.new(lib, data).digest()
+
+
+#: TPM_ALG_ID -> digest function, for the algorithms this Python can compute
+HASHES: dict[int, Callable[[bytes], bytes]] = {
+    alg: fn for alg, (name, _) in ALGORITHMS.items() if (fn := _hasher(name)) is not None
+}
+COMPUTABLE = frozenset(HASHES)
 
 
 def alg_name(alg: int) -> str:
+    """``sha256`` for 0x000B; ``alg-0x1234`` for an algorithm not in the table."""
     known = ALGORITHMS.get(alg)
     return known[0] if known else f"alg-0x{alg:04x}"
 
@@ -35,7 +48,5 @@ def digest_size(alg: int) -> int | None:
 
 def digest(alg: int, data: bytes) -> bytes | None:
     """H_alg(data); None for an algorithm this Python cannot compute."""
-    if alg not in COMPUTABLE:
-        return None
-    name = ALGORITHMS[alg][0]
-    return hashlib.new(_HASHLIB.get(name, name), data).digest()
+    fn = HASHES.get(alg)
+    return fn(data) if fn is not None else None
