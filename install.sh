@@ -7,7 +7,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: ./install.sh [--deps] [--demo] [--venv DIR] [--system] [--dir DIR] [--python PY] [--uninstall]
+usage: ./install.sh [--deps] [--demo] [--venv DIR] [--system|--personal] [--dir DIR] [--python PY] [--uninstall]
 
 Creates a virtual environment, installs swtpm-extcap from this folder into it
 (a copy: the folder may move afterwards), then runs that environment's
@@ -17,11 +17,15 @@ installed Wireshark (as `tshark -G folders` reports them):
                        "Personal Extcap path"); 4.0: ~/.config/wireshark/extcap
   the Lua plugin       "Personal Lua Plugins": ~/.local/lib/wireshark/plugins/swtpm.lua
   the SWTPM profile    ~/.config/wireshark/profiles/SWTPM (columns, colors)
+Run as root, it uses Wireshark's global folders instead (as --system): Wireshark
+4.2 and later load no personal Lua plugin as root, and root's copies in its
+personal folders are removed (one copy per Wireshark).
 
   --venv DIR       virtual environment (default:
                    ${XDG_DATA_HOME:-$HOME/.local/share}/swtpm-extcap/venv,
-                   or /opt/swtpm-extcap/venv with --system)
-  --system         Wireshark's global folders instead (run as root)
+                   or /opt/swtpm-extcap/venv system-wide)
+  --system         Wireshark's global folders (needs root; the default as root)
+  --personal       your personal folders, also as root
   --dir DIR        this extcap folder for the launcher instead
   --python PY      interpreter that creates the environment (default: python3, >= 3.9)
   --uninstall      remove launcher, plugin, profile and the virtual environment
@@ -39,6 +43,7 @@ die() { printf 'swtpm-extcap: error: %s\n' "$*" >&2; exit 1; }
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VENV=""
 SYSTEM=0
+PERSONAL=0
 EXTCAP_DIR=""
 EXTCAP_DIR_ARG=""
 PYTHON=${PYTHON:-python3}
@@ -55,6 +60,7 @@ while [ $# -gt 0 ]; do
         --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PYTHON=$2; shift 2 ;;
         --python=*) PYTHON=${1#--python=}; shift ;;
         --system) SYSTEM=1; shift ;;
+        --personal) PERSONAL=1; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
         --deps) DEPS=1; shift ;;
         --demo) DEMO=1; shift ;;
@@ -64,9 +70,12 @@ while [ $# -gt 0 ]; do
 done
 
 HOME=${HOME:?HOME is not set}
+[ "$SYSTEM$PERSONAL" != 11 ] || die "--system and --personal exclude each other"
+# root's Wireshark reads the global folders (4.2+ loads no personal Lua plugin as root)
+if [ "$PERSONAL" = 0 ] && [ "$EUID" = 0 ]; then GLOBAL=1; else GLOBAL=$SYSTEM; fi
 case "$EXTCAP_DIR" in ""|/*) ;; *) EXTCAP_DIR=$PWD/$EXTCAP_DIR ;; esac
 if [ -z "$VENV" ]; then
-    if [ "$SYSTEM" = 1 ]; then
+    if [ "$GLOBAL" = 1 ]; then
         VENV=/opt/swtpm-extcap/venv
     else
         VENV=${XDG_DATA_HOME:-$HOME/.local/share}/swtpm-extcap/venv
@@ -103,12 +112,13 @@ fi
 NO_WS="Wireshark not found (neither tshark nor wireshark on PATH); install it, e.g. 'sudo apt install tshark' on Debian/Ubuntu, then run this again"
 INSTALL_ARGS=()
 if [ "$SYSTEM" = 1 ]; then INSTALL_ARGS+=(--system); fi
+if [ "$PERSONAL" = 1 ]; then INSTALL_ARGS+=(--personal); fi
 if [ -n "$EXTCAP_DIR" ]; then INSTALL_ARGS+=(--dir "$EXTCAP_DIR"); fi
 
 # --- uninstall -----------------------------------------------------------------
 if [ "$UNINSTALL" = 1 ]; then
     # the environment's package if it is still there, else this checkout's
-    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import swtpm_extcap.install' >/dev/null 2>&1; then
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import swtpm_extcap.wireshark.install' >/dev/null 2>&1; then
         (cd / && "$VENV/bin/python" -m swtpm_extcap install --uninstall "${INSTALL_ARGS[@]}")
     else
         command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH to run the uninstall; pass --python"
@@ -153,7 +163,7 @@ fi
 # your index. Installing the wheel never looks at an index.
 BUILD=$(mktemp -d)
 trap 'rm -rf -- "$BUILD"' EXIT
-for item in pyproject.toml setup.cfg setup.py MANIFEST.in README.md LICENSE swtpm_extcap; do
+for item in pyproject.toml setup.cfg setup.py MANIFEST.in README.md LICENSE docs swtpm_extcap; do
     if [ -e "$SRC/$item" ]; then cp -R -- "$SRC/$item" "$BUILD/"; fi
 done
 find "$BUILD" -name __pycache__ -type d -prune -exec rm -rf {} +
@@ -204,12 +214,13 @@ say "installed swtpm-extcap $("$PY" -c 'import swtpm_extcap; print(swtpm_extcap.
 
 REMOVE_ARGS=" --venv $VENV"
 if [ "$SYSTEM" = 1 ]; then REMOVE_ARGS+=" --system"; fi
+if [ "$PERSONAL" = 1 ]; then REMOVE_ARGS+=" --personal"; fi
 if [ -n "$EXTCAP_DIR_ARG" ]; then REMOVE_ARGS+=" --dir $EXTCAP_DIR"; fi
 echo "Remove with: $SRC/install.sh --uninstall$REMOVE_ARGS"
 
 if [ "$DEMO" = 1 ]; then
-    if [ -n "$EXTCAP_DIR_ARG" ] || [ "$SYSTEM" = 1 ] || ! command -v tshark >/dev/null 2>&1; then
-        say "--demo: run 'tshark -i swtpm-demo' yourself (it needs tshark and the personal extcap folder)"
+    if [ -n "$EXTCAP_DIR_ARG" ] || ! command -v tshark >/dev/null 2>&1; then
+        say "--demo: run 'tshark -i swtpm-demo' yourself (with --dir, once Wireshark looks in that folder)"
     else
         printf '\n$ tshark -i swtpm-demo -Y tpm -c 120\n'
         tshark -i swtpm-demo -Y tpm -c 120 2>/dev/null ||

@@ -1,6 +1,6 @@
 """A small incremental pcapng reader for the benchmarks: bytes in (any split), blocks out.
 
-Independent of :mod:`swtpm_extcap.pcapng` on purpose (it checks the writer,
+Independent of :mod:`swtpm_extcap.pcapng.writer` on purpose (it checks the writer,
 it does not reuse it). Knows the blocks a live capture holds: Section Header
 (its byte-order magic sets the endianness of the section), Interface
 Description and Enhanced Packet blocks, each with its options parsed

@@ -55,7 +55,7 @@ def install(home: Path, venv: Path, checkout: bool) -> Path:
     env = dict(os.environ, HOME=str(home))
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "PYTHONPATH"):
         env.pop(key, None)
-    subprocess.run(["bash", str(REPO / "install.sh"), "--venv", str(venv)], env=env,
+    subprocess.run(["bash", str(REPO / "install.sh"), "--personal", "--venv", str(venv)], env=env,
                    check=True, stdout=subprocess.DEVNULL)
     if not launcher.is_file():
         raise SystemExit(f"install.sh wrote no launcher at {launcher}")

@@ -11,10 +11,22 @@ its size and at full size, so a reader sees whether memory grows with damage:
 * ``headerless``: the hex lines of a real libvirt log without any header,
   repeated to ``--hex-mb`` (150 MB): one run of stray hex.
 
-Reports per log: seconds, MB/s, peak RSS of the converter (target <= 64 MB,
-flat), output size, defects counted (from the summary line). Prints JSON.
+Issue 16's hostile logs, generated:
 
-usage: bench/bench_damage.py [--defects-mb 20] [--hex-mb 150] [--workdir /tmp/swtpm-damage]
+* ``junk``: ``' AB \\nx\\n'`` repeated to 2 and ``--junk-mb`` (20) MB: a hex line
+  outside any record, a line that is nothing (it made 41 times its size of
+  pcapng, 195 MB RSS, 0.4 MB/s);
+* ``lying``: a real PCR_Extend whose header claims ``0xFFFFFFF0`` bytes, then
+  ``--lying-records`` (200,000) real commands without responses (the PCR replay
+  appended every one to it: 121 s), through ``convert`` and ``pcrs``.
+
+Reports per log: seconds, MB/s, peak RSS of the converter (target <= 64 MB,
+flat), output size and its ratio to the log, defects counted (from the summary
+line). Prints JSON.
+
+usage: bench/bench_damage.py [--defects-mb 20] [--hex-mb 150] [--junk-mb 20]
+                             [--lying-records 200000] [--only junk,lying,...]
+                             [--workdir /tmp/swtpm-damage]
 """
 
 from __future__ import annotations
@@ -84,6 +96,46 @@ def headerless_log(path: Path, mb: int) -> Path:
     return path
 
 
+def junk_log(path: Path, mb: int) -> Path:
+    """Issue 16's junk: a hex line outside any record, then a line that is nothing."""
+    unit = b" AB \nx\n" * 4096
+    with open(path, "wb") as f:
+        for _ in range(-(-mb * (1 << 20) // len(unit))):
+            f.write(unit)
+    return path
+
+
+def lying_log(path: Path, records: int) -> Path:
+    """A real PCR_Extend whose TPM header claims 0xFFFFFFF0 bytes, then ``records``
+    real commands (copies of the log's first ones), no response among them."""
+    lines = _lines("proxmox-103-swtpm.log")
+    recs = _records(lines)
+    extend = next((h, b) for h, b in recs if b"SWTPM_IO_Read" in h and b"00 00 01 82" in b" ".join(b))
+    head, body = extend
+    prefix = HEADER.match(head).group(1)  # type: ignore[union-attr]
+    data = bytes.fromhex(b"".join(line[len(prefix):] for line in body).decode())
+    data = data[:2] + (0xFFFFFFF0).to_bytes(4, "big") + data[6:]
+    lying = [head] + [prefix + b" " + data[k : k + 16].hex(" ").upper().encode() + b" "
+                      for k in range(0, len(data), 16)]
+    commands = [b"\n".join([h, *b]) for h, b in recs if b"SWTPM_IO_Read" in h][:50]
+    with open(path, "wb") as f:
+        f.write(b"\n".join(lines[: lines.index(head)]) + b"\n")  # Startup and what comes first
+        f.write(b"\n".join(lying) + b"\n")
+        for k in range(records):
+            f.write(commands[k % len(commands)] + b"\n")
+    return path
+
+
+def pcrs(log: Path) -> dict[str, object]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "swtpm_extcap", "pcrs", str(log)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read() if proc.stderr else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    return {"seconds": round(time.perf_counter() - start, 2), "exit": os.waitstatus_to_exitcode(status),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stderr": err.decode(errors="replace")[:200]}
+
+
 def convert(log: Path) -> dict[str, object]:
     out = log.with_suffix(".pcapng")
     start = time.perf_counter()
@@ -104,6 +156,7 @@ def convert(log: Path) -> dict[str, object]:
         "mb_per_s": round(log.stat().st_size / secs / 1e6, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "output_mb": round(out.stat().st_size / 1e6, 2),
+        "output_to_log": round(out.stat().st_size / log.stat().st_size, 3),
         "defects": int(m.group(1)) if m else None,
         "stderr_lines": len(err.splitlines()),
         "summary": summary,
@@ -116,21 +169,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--defects-mb", type=int, default=20)
     ap.add_argument("--hex-mb", type=int, default=150)
+    ap.add_argument("--junk-mb", type=int, default=20)
+    ap.add_argument("--lying-records", type=int, default=200_000)
+    ap.add_argument("--only", default="defects,headerless,junk,lying", help="which logs, comma-separated")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/swtpm-damage"))
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for mb in sorted({max(1, args.defects_mb // 10), args.defects_mb}):
-        log = defects_log(args.workdir / f"defects-{mb}.log", mb)
-        results[f"defects-{mb}MB"] = convert(log)
-        log.unlink()
-    for mb in sorted({max(1, args.hex_mb // 10), args.hex_mb}):
-        log = headerless_log(args.workdir / f"headerless-{mb}.log", mb)
-        results[f"headerless-{mb}MB"] = convert(log)
+    only = set(args.only.split(","))
+    results: dict[str, dict[str, object]] = {}
+    if "defects" in only:
+        for mb in sorted({max(1, args.defects_mb // 10), args.defects_mb}):
+            log = defects_log(args.workdir / f"defects-{mb}.log", mb)
+            results[f"defects-{mb}MB"] = convert(log)
+            log.unlink()
+    if "headerless" in only:
+        for mb in sorted({max(1, args.hex_mb // 10), args.hex_mb}):
+            log = headerless_log(args.workdir / f"headerless-{mb}.log", mb)
+            results[f"headerless-{mb}MB"] = convert(log)
+            log.unlink()
+    if "junk" in only:
+        for mb in sorted({max(1, args.junk_mb // 10), args.junk_mb}):
+            log = junk_log(args.workdir / f"junk-{mb}.log", mb)
+            results[f"junk-{mb}MB"] = convert(log)
+            log.unlink()
+    if "lying" in only:
+        log = lying_log(args.workdir / "lying.log", args.lying_records)
+        results[f"lying-{args.lying_records}"] = {**convert(log), "pcrs": pcrs(log)}
         log.unlink()
     for key, r in results.items():
         print(f"{key:>18}: {r['seconds']:6.2f} s ({r['mb_per_s']} MB/s), peak RSS {r['peak_rss_mb']} MB,"
-              f" output {r['output_mb']} MB, {r['defects']} defects, exit {r['exit']}")
+              f" output {r['output_mb']} MB ({r['output_to_log']}x the log), {r['defects']} defects,"
+              f" exit {r['exit']}" + (f"; pcrs {r['pcrs']['seconds']} s" if "pcrs" in r else ""))  # type: ignore[index]
     print(json.dumps(results, indent=1))
 
 

@@ -52,7 +52,7 @@ from _extcap_run import ExtcapRun  # noqa: E402
 from bench_latency import DEMO_LOG, clean_stop, load_records, match_arrivals, percentile  # noqa: E402
 from bench_latency import stopped_text  # noqa: E402
 
-from swtpm_extcap.logparse import LogParser, Record  # noqa: E402
+from swtpm_extcap.swtpmlog.parser import LogParser, Record  # noqa: E402
 from swtpm_extcap.sources.follow import POLL_INTERVAL, follow  # noqa: E402
 
 TICK = 0.010  # seconds between writes

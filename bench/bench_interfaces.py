@@ -36,8 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from swtpm_extcap.config import load_config  # noqa: E402
-from swtpm_extcap.discovery import discover  # noqa: E402
+from swtpm_extcap.interfaces.settings import load_config  # noqa: E402
+from swtpm_extcap.interfaces.local import discover  # noqa: E402
 
 LOG = REPO / "tests" / "data" / "corpus" / "proxmox-104-qemu-transport-swtpm.log"
 

@@ -48,7 +48,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from swtpm_extcap.logparse import Kind, LogParser, Record, parse_bytes  # noqa: E402
+from swtpm_extcap.swtpmlog.parser import Kind, LogParser, Record, parse_bytes  # noqa: E402
 from swtpm_extcap.sources.follow import POLL_INTERVAL, follow  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -38,7 +38,7 @@ PREFIX = "[id=1732600000] "
 #: convert without the PCR notes: the pipeline with the plain parser and framer
 PLAIN_CONVERT = """
 import sys
-from swtpm_extcap.pipeline import Pipeline
+from swtpm_extcap.pcapng.pipeline import Pipeline
 with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as out:
     pipe = Pipeline(out, name="x", description="x", ctrl=True, pcr_notes=False)
     while chunk := src.read(1 << 20):

@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO))
 from scapy.layers.inet import IP, TCP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
 
-from swtpm_extcap.frames import CLIENT_PORT_BASE, TPM_PORT, build_frame  # noqa: E402
-from swtpm_extcap.logparse import Kind, Record, parse_bytes  # noqa: E402
+from swtpm_extcap.pcapng.frames import CLIENT_PORT_BASE, TPM_PORT, build_frame  # noqa: E402
+from swtpm_extcap.swtpmlog.parser import Kind, Record, parse_bytes  # noqa: E402
 
 
 

@@ -6,15 +6,17 @@
 # 1. makes a Debian 13 root with `debootstrap --variant=minbase trixie ROOT` (once; ~25 s plus
 #    the download) and installs tshark and python3 in it (python3-venv, -setuptools and -wheel
 #    too: install.sh builds the package offline with them);
-# 2. copies this checkout into ROOT/root/swtpm-extcap and runs `./install.sh --system` there
-#    as root (it hands over to `python -m swtpm_extcap install --system`: launcher, Lua
-#    plugin, profile into Wireshark's global folders). Wireshark 4.2+ loads no personal Lua
-#    plugin when it runs as root (4.0's init.lua allowed it), so root needs --system;
+# 2. copies this checkout into ROOT/root/swtpm-extcap and runs the README's `./install.sh`
+#    there as root, first with --personal (root's own folders: Wireshark 4.2+ run as root
+#    loads no personal Lua plugin, 4.0's init.lua allowed it), then plain: as root it
+#    installs into Wireshark's global folders (launcher, Lua plugin, profile) and removes
+#    root's personal copies (one copy per Wireshark);
 # 3. checks, as root in the chroot: `tshark -D` lists swtpm-demo, `tshark -G plugins` lists
 #    swtpm.lua, a converted corpus log decodes (control frames named, responses carrying
 #    their command, TPM 1.2 marked), and `tshark -C SWTPM` loads the profile;
-# 4. the personal install of an ordinary user (uid 65534, HOME=/tmp/user): the same
-#    `python -m swtpm_extcap install`, then tshark -D and the plugin as that user;
+# 4. the personal install of an ordinary user (uid 65534, HOME=/tmp/user) beside the
+#    system-wide one: both copies load, the plugin registers once (no Lua error), it says
+#    so; then alone, after the system-wide uninstall: tshark -D and the plugin as that user.
 # 5. the same decode on both: every corpus log and recording (tests/data), converted here,
 #    read with the plugin by this machine's tshark (Wireshark 4.0, Lua 5.2) and by the
 #    chroot's (4.4, Lua 5.4) as an ordinary user, -T pdml; bench/compare_pdml.py compares
@@ -75,8 +77,21 @@ mkdir -p "$ROOT/root/swtpm-extcap"
 tar -C "$SRC" --exclude='.venv*' --exclude='__pycache__' --exclude='.git' --exclude='*.egg-info' \
     --exclude='build' -cf - . | tar -C "$ROOT/root/swtpm-extcap" -xf -
 
-say "./install.sh --system (as root in the chroot)"
-in_root bash /root/swtpm-extcap/install.sh --system | sed 's/^/    /'
+say "./install.sh --personal (as root in the chroot): Wireshark 4.2+ leaves the plugin unloaded"
+in_root bash /root/swtpm-extcap/install.sh --personal | sed 's/^/    /'
+[ -f "$ROOT/root/.local/lib/wireshark/plugins/swtpm.lua" ] || die "no personal plugin for root"
+if in_root tshark -G plugins 2>/dev/null | grep -q 'swtpm.lua'; then
+    say "    (this Wireshark loads root's personal Lua plugin)"
+else
+    say "    root's personal swtpm.lua is not loaded, as expected of Wireshark 4.2+"
+fi
+
+say "./install.sh (as root in the chroot: the global folders)"
+out=$(in_root bash /root/swtpm-extcap/install.sh)
+printf '%s\n' "$out" | sed 's/^/    /'
+printf '%s\n' "$out" | grep -q "running as root: installing into Wireshark's global folders" ||
+    die "the install as root did not say it goes system-wide"
+[ ! -e "$ROOT/root/.local/lib/wireshark/plugins/swtpm.lua" ] || die "root's personal plugin is still there"
 
 say "tshark -D"
 listing=$(in_root tshark -D 2>/dev/null)
@@ -118,21 +133,29 @@ in_root tshark -C SWTPM -r /root/proxmox-103-swtpm.log.pcapng -c 24 2>&1 | sed -
 in_root tshark -C SWTPM -r /root/proxmox-103-swtpm.log.pcapng -c 1 >/dev/null 2>&1 ||
     die "tshark -C SWTPM failed"
 
-say "uninstall of the global files (root; the venv stays for the next step)"
-in_root "$VENV_PY" -m swtpm_extcap install --system --uninstall | sed 's/^/    /'
-[ -z "$(in_root tshark -G plugins 2>/dev/null | grep -i swtpm || true)" ] || die "plugin left after uninstall"
-
-say "an ordinary user's personal install (uid 65534, HOME=/tmp/user)"
+say "an ordinary user's personal install beside the system-wide one (uid 65534, HOME=/tmp/user)"
 rm -rf "$ROOT/tmp/user"
 mkdir -p "$ROOT/tmp/user"
 chown 65534:65534 "$ROOT/tmp/user"
 as_user() { chroot --userspec=65534:65534 "$ROOT" env -i HOME=/tmp/user PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"; }
 as_user "$VENV_PY" -m swtpm_extcap install | sed 's/^/    /'
+both=$(as_user tshark -G plugins 2>&1 | grep -i 'swtpm.lua\|Lua' || true)
+printf '%s\n' "$both" | sed 's/^/    /'
+[ "$(printf '%s\n' "$both" | grep -c 'swtpm.lua.*lua script')" = 2 ] || die "not both copies on disk and loaded"
+! printf '%s\n' "$both" | grep -q 'Error' || die "two copies: a Lua error (the plugin registered twice)"
+cp "$ROOT/root/tpm12-swtpm.log.pcapng" "$ROOT/tmp/user/t.pcapng"
+chmod 644 "$ROOT/tmp/user/t.pcapng"
+decoded=$(as_user tshark -r /tmp/user/t.pcapng -Y tpm12 2>/dev/null || true)
+printf '%s\n' "$decoded" | grep -q TPM_ORD_Startup || die "two copies: the plugin does not decode"
+
+say "uninstall of the global files (root; the venv stays for the next step)"
+in_root "$VENV_PY" -m swtpm_extcap install --system --uninstall | sed 's/^/    /'
+[ -z "$(in_root tshark -G plugins 2>/dev/null | grep -i swtpm || true)" ] || die "plugin left after uninstall"
+
+say "the ordinary user's personal install alone"
 as_user tshark -D 2>/dev/null | grep swtpm | sed 's/^/    /'
 user_plugins=$(as_user tshark -G plugins 2>/dev/null | grep -i 'swtpm.lua' || true)
 printf '%s\n' "$user_plugins" | sed 's/^/    /'
-cp "$ROOT/root/tpm12-swtpm.log.pcapng" "$ROOT/tmp/user/t.pcapng"
-chmod 644 "$ROOT/tmp/user/t.pcapng"
 decoded=$(as_user tshark -r /tmp/user/t.pcapng -Y tpm12 2>/dev/null | head -n 2 || true)
 printf '%s\n' "$decoded" | sed 's/^/    /'
 printf '%s\n' "$decoded" | grep -q TPM_ORD_Startup || die "the personal Lua plugin does not decode for an ordinary user"
@@ -166,7 +189,7 @@ done
 [ "$failed" = 0 ] || die "the plugin decodes differently on Wireshark 4.0 and 4.4"
 rm -rf "$CMP"
 
-say "install.sh --system --uninstall (the venv)"
-in_root bash /root/swtpm-extcap/install.sh --system --uninstall | sed 's/^/    /'
+say "install.sh --uninstall (as root: the system-wide venv)"
+in_root bash /root/swtpm-extcap/install.sh --uninstall | sed 's/^/    /'
 
 say "all checks passed on $(in_root tshark --version | head -n 1 || true)"

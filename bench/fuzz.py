@@ -4,7 +4,9 @@
 Each case is ``tests/fuzzlog.py``'s: a window of a real corpus log with one to
 five mutations, parsed whole, line by line, through the line-by-line
 reference and in random chunks (the events must be equal), then converted to
-pcapng and walked block by block. Every ``--tshark-every``-th pcapng goes to
+pcapng and walked block by block, and its ``pcrs`` reports (text, JSON,
+``--diff``) written. Mutations include issue 16's: TPM size fields that lie
+under PCR commands, PCR commands logged as several reads, runs of junk. Every ``--tshark-every``-th pcapng goes to
 tshark, batched into multi-section files (checksums, packet count).
 
     bench/fuzz.py                      # 100,000 cases from seed 0

@@ -66,7 +66,7 @@ unset XDG_CONFIG_HOME XDG_DATA_HOME SWTPM_EXTCAP_CONFIG
 say "install.sh into $HOME"
 PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
-bash "$SRC/install.sh" --python "$PYTHON" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; die "install.sh failed"; }
+bash "$SRC/install.sh" --personal --python "$PYTHON" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; die "install.sh failed"; }
 
 # one configured "VM": a real log found by a glob of the settings file
 mkdir -p "$HOME/vms/web1" "$HOME/.config/swtpm-extcap"

@@ -2,9 +2,9 @@
 
 :func:`main` is the one error funnel of the commands: a :class:`UserError`
 becomes one line on stderr and its exit code here, and nowhere else (the
-extcap calls have theirs in :func:`swtpm_extcap.extcap.extcap_main`).
+extcap calls have theirs in :func:`swtpm_extcap.extcap.protocol.extcap_main`).
 Only ``sys`` and the tiny modules below are imported before a capture has
-its stop handlers (see :mod:`swtpm_extcap.signals`).
+its stop handlers (see :mod:`swtpm_extcap.extcap.signals`).
 """
 
 from __future__ import annotations
@@ -96,12 +96,15 @@ def build_parser(*, with_install: bool = True) -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit with status 3 when the log has defects"
     )
     if with_install:  # its module costs ~10 ms of imports: not for `convert`
-        from .install import add_install_parser
+        from .wireshark.install import add_install_parser
 
         add_install_parser(sub)  # type: ignore[arg-type]  # a subclass of ArgumentParser
-        from .pcrs import add_pcrs_parser
+        from .commands.pcrs import add_pcrs_parser
 
         add_pcrs_parser(sub)  # type: ignore[arg-type]
+        from .commands.explain import add_explain_parser
+
+        add_explain_parser(sub)  # type: ignore[arg-type]
     return parser
 
 
@@ -115,10 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if is_extcap_call(args):
         stop = None
         if "--capture" in args:  # before any other import: a stop at once is a clean stop
-            from .signals import StopSignals
+            from .extcap.signals import StopSignals
 
             stop = StopSignals().install()
-        from .extcap import extcap_main
+        from .extcap.protocol import extcap_main
 
         return extcap_main(args, stop)
     try:
@@ -140,7 +143,7 @@ def _command(args: list[str]) -> int:
     parser = build_parser(with_install=args[:1] != ["convert"])
     ns = parser.parse_args(args)
     if ns.command == "convert":
-        from .convert import ConvertSettings, convert_main
+        from .commands.convert import ConvertSettings, convert_main
 
         return convert_main(
             ConvertSettings(
@@ -153,13 +156,17 @@ def _command(args: list[str]) -> int:
             )
         )
     if ns.command == "install":
-        from .install import install_main
+        from .wireshark.install import install_main
 
         return install_main(ns)
     if ns.command == "pcrs":
-        from .pcrs import pcrs_main, settings_from
+        from .commands.pcrs import pcrs_main, settings_from
 
         return pcrs_main(settings_from(ns))
+    if ns.command == "explain":
+        from .commands.explain import explain_main, settings_from as explain_settings
+
+        return explain_main(explain_settings(ns))
     if sys.stdout is not None:
         parser.print_help()
     return 2

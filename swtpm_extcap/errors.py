@@ -16,6 +16,10 @@ class UserError(Exception):
     exit_code = 1
 
 
+class ConfigError(UserError):
+    """The settings file exists but cannot be used; the message names file and key."""
+
+
 class UsageError(UserError):
     """Bad command-line arguments or options."""
 
@@ -24,7 +28,7 @@ class UsageError(UserError):
 
 class Stopped(BaseException):
     """A stop signal came, but the capture did not end within the grace time
-    (raised by :mod:`swtpm_extcap.signals`' timer): a clean stop all the same."""
+    (raised by :mod:`swtpm_extcap.extcap.signals`' timer): a clean stop all the same."""
 
 
 def printable(text: str | os.PathLike[str]) -> str:
@@ -49,9 +53,24 @@ def reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
+#: the longest message an error line or a listing field carries (a 1 MB key in a
+#: settings file must not make a 1 MB line in Wireshark's dialog or interface list)
+MAX_MESSAGE = 1000
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` of at most ``limit`` characters: longer, its start and end with
+    ``...(N characters left out)...`` between them (how to fix it is often at the end)."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit + 40  # room for the marker
+    head = (limit - 40) * 2 // 3
+    return f"{text[:head]}...({cut} characters left out)...{text[head + cut:]}"
+
+
 def error_line(exc: UserError) -> str:
-    """The one stderr line of a user error."""
-    return f"{PROG}: {printable(str(exc))}\n"
+    """The one stderr line of a user error (at most :data:`MAX_MESSAGE` characters of it)."""
+    return f"{PROG}: {clip(printable(str(exc)))}\n"
 
 
 def say(line: str) -> None:

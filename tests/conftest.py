@@ -10,6 +10,17 @@
   reassembly off, so each frame's TCP payload is reported exactly as written.
 * ``swtpm`` / ``swtpm_factory``: a real ``swtpm`` (see ``realtpm.py``) in
   ``tmp_path``, stopped at teardown.
+* The user's folders stay out (:func:`isolate`, at start-up): the whole session
+  runs with a ``$HOME`` of its own, without ``XDG_*``, ``WIRESHARK_*`` or
+  ``SWTPM_EXTCAP_*`` variables, so every tshark, pyshark, swtpm-extcap and SSH
+  client a test starts sees no personal Wireshark plugin, profile or extcap,
+  settings file or ``~/.ssh`` of the machine's user. That Wireshark
+  configuration also turns off this project's Lua plugin should Wireshark load
+  it from its *global* folder (a root or ``--system`` install): its protocols
+  are disabled and TCP port 2321 goes to Wireshark's own TPM dissector, which
+  gives exactly the dissection of a Wireshark without the plugin. Tests that
+  want the plugin load it themselves (``-X lua_script:``, or an install into a
+  ``$HOME`` of their own).
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -143,6 +155,76 @@ FAST_MODULES = frozenset(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fast: the fast tier (pure core, in-process capture)")
+    global SESSION_HOME
+    if SESSION_HOME is None:
+        SESSION_HOME = Path(tempfile.mkdtemp(prefix="swtpm-extcap-tests-home-"))
+        isolate(os.environ, SESSION_HOME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global SESSION_HOME
+    if SESSION_HOME is not None:
+        shutil.rmtree(SESSION_HOME, ignore_errors=True)
+        SESSION_HOME = None
+
+
+# ---------------------------------------------------- the user's folders stay out
+
+#: environment variables that would lead a tool to the user's folders or settings
+FOREIGN_ENV = ("XDG_", "WIRESHARK_", "SWTPM_EXTCAP_")
+#: the session's own $HOME (made at start-up, removed at the end)
+SESSION_HOME: Path | None = None
+#: the Lua plugin files this checkout ships
+PLUGIN_FILES = tuple(sorted((REPO / "swtpm_extcap" / "wireshark").glob("*.lua")))
+_PROTO = re.compile(r"""\bProto\s*\(\s*["']([A-Za-z0-9_.]+)["']""")
+
+
+def plugin_protocols() -> list[str]:
+    """The protocols (filter names) the shipped Lua plugin registers."""
+    names: set[str] = set()
+    for path in PLUGIN_FILES:
+        names.update(_PROTO.findall(path.read_text(encoding="utf-8")))
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=None)
+def foreign_plugin_copies() -> tuple[Path, ...]:
+    """Copies of the plugin in Wireshark's global Lua folder that differ from this
+    checkout's: Wireshark loads them first, and the plugin registers once, so a
+    test that loads the checkout's copy with ``-X lua_script:`` would see them."""
+    if shutil.which("tshark") is None:
+        return ()
+    out = subprocess.run(["tshark", "-G", "folders"], capture_output=True, text=True,
+                         timeout=60).stdout
+    folders = [line.partition("\t")[2].strip() for line in out.splitlines()
+               if line.partition("\t")[0].strip().rstrip(":") == "Global Lua Plugins"]
+    shipped = {p.name: p.read_bytes() for p in PLUGIN_FILES}
+    found = []
+    for folder in folders:
+        for name, data in shipped.items():
+            path = Path(folder) / name
+            if path.is_file() and path.read_bytes() != data:
+                found.append(path)
+    return tuple(found)
+
+
+def isolate(env: MutableMapping[str, str], home: Path) -> None:
+    """Point ``env`` at ``home``, a fresh $HOME whose Wireshark has the plugin off.
+
+    ``disabled_protos`` turns off the plugin's protocols, ``decode_as_entries``
+    gives TCP port 2321 back to Wireshark's TPM 2.0 dissector (the plugin puts
+    its TPM 1.2 dissector there): with both, a Wireshark that loads the plugin
+    from its global folder dissects as one without it."""
+    for key in [k for k in env if k.startswith(FOREIGN_ENV)]:
+        del env[key]
+    env["HOME"] = str(home)
+    config = home / ".config" / "wireshark"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "disabled_protos").write_text("".join(f"{p}\n" for p in plugin_protocols()))
+    (config / "decode_as_entries").write_text(
+        "# tests/conftest.py: Wireshark's own TPM 2.0 dissector, even with a global swtpm.lua\n"
+        f"decode_as_entry: tcp.port,{TPM_PORT},(none),TPM2.0\n"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -199,7 +281,7 @@ def write_pcapng(
     log: bytes, out: Path, *, start_us: int = 0, ctrl: bool = True, name: str = "test"
 ) -> Path:
     """Convert log bytes with the package's Pipeline (parser -> framer -> pcapng)."""
-    from swtpm_extcap.pipeline import Pipeline
+    from swtpm_extcap.pcapng.pipeline import Pipeline
 
     with open(out, "wb") as f:
         pipe = Pipeline(

@@ -10,20 +10,25 @@ whether the bytes come whole, line by line (``feed`` per line, as a live
 follow delivers them), through ``feed_lines`` (the line-by-line reference),
 or in random chunks; the pcapng is well formed block by block, every comment
 fits (never cut), and no frame on the TPM port carries anything but a TPM
-record. tshark reads a sample back (in ``test_fuzz.py`` / ``bench/fuzz.py``).
+record; the ``pcrs`` reports (text, JSON, ``--diff``) never raise. tshark
+reads a sample back (in ``test_fuzz.py`` / ``bench/fuzz.py``).
+
+Issue 16 added the mutators that found its cases: lying sizes under PCR
+commands, PCR commands logged as several reads, runs of junk.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from swtpm_extcap.logparse import Event, LogParser
-from swtpm_extcap.pipeline import Pipeline
+from swtpm_extcap.swtpmlog.parser import Event, LogParser, RunStart
+from swtpm_extcap.pcapng.pipeline import Pipeline
 
 _HEADER = re.compile(rb"^(.*?) (SWTPM_IO_Read|SWTPM_IO_Write|Ctrl Cmd|Ctrl Rsp Continued|Ctrl Rsp): length (\S+)$")
 _HEXLINE = re.compile(rb"^(.*?) ((?:[0-9A-F]{2} )+)$")
@@ -207,6 +212,98 @@ def split_record(rng: random.Random, lines: Lines) -> Lines:
     return lines
 
 
+def _record_at(lines: Lines, i: int) -> tuple[re.Match[bytes], int, bytes] | None:
+    """The header match, end index and bytes of the record whose header is line ``i``."""
+    m = HEADER.match(lines[i])
+    if m is None:
+        return None
+    end = _hex_after(lines, i)
+    try:
+        data = b"".join(bytes.fromhex(lines[k][len(m.group(1)) :].decode("latin-1")) for k in range(i + 1, end))
+    except ValueError:
+        return None
+    return m, end, data
+
+
+def _render(m: re.Match[bytes], data: bytes) -> Lines:
+    """A record as swtpm logs it, with the prefix and label of header ``m``."""
+    prefix = m.group(1)
+    head = m.string[: m.start(3)] + str(len(data)).encode()
+    return [head] + [prefix + b" " + data[k : k + 16].hex(" ").upper().encode() + b" "
+                     for k in range(0, len(data), 16)]
+
+
+#: TPM 2.0 command codes that change or read PCRs (or the allocation), as logged
+PCR_CODES = {code.to_bytes(4, "big") for code in (0x144, 0x182, 0x13C, 0x13D, 0x185, 0x17E, 0x12B, 0x17A)}
+
+
+def _pcr_commands(lines: Lines) -> list[int]:
+    """Header lines of TPM commands that change or read PCRs (else any TPM command)."""
+    commands = [i for i in _headers(lines) if b"SWTPM_IO_Read" in lines[i]]
+    pcr = []
+    for i in commands:
+        rec = _record_at(lines, i)
+        if rec is not None and rec[2][6:10] in PCR_CODES:
+            pcr.append(i)
+    return pcr or commands
+
+
+LYING_SIZES: list[Callable[[random.Random, int], int]] = [
+    lambda r, n: 0xFFFFFFF0,  # far beyond any TPM message (issue 16: quadratic replay)
+    lambda r, n: 0xFFFFFFFF,
+    lambda r, n: 0x10001,  # just beyond the largest TPM message
+    lambda r, n: 4096,
+    lambda r, n: n + r.randint(1, 64),  # a little more than logged: the rest never comes
+    lambda r, n: max(0, n - r.randint(1, 8)),  # less than logged
+    lambda r, n: 0,
+    lambda r, n: r.randint(0, 9),
+]
+
+
+def lying_size(rng: random.Random, lines: Lines) -> Lines:
+    """A TPM command (one that changes or reads PCRs, where there is one) whose
+    header's size field lies about the bytes logged."""
+    i = _pick(rng, _pcr_commands(lines))
+    rec = _record_at(lines, i) if i is not None else None
+    if i is None or rec is None or len(rec[2]) < 6:
+        return lines
+    m, end, data = rec
+    size = rng.choice(LYING_SIZES)(rng, len(data)) & 0xFFFFFFFF
+    lines[i:end] = _render(m, data[:2] + size.to_bytes(4, "big") + data[6:])
+    return lines
+
+
+def split_extend(rng: random.Random, lines: Lines) -> Lines:
+    """A PCR command logged as two or three reads, the first often under 10 bytes."""
+    i = _pick(rng, _pcr_commands(lines))
+    rec = _record_at(lines, i) if i is not None else None
+    if i is None or rec is None or len(rec[2]) < 3:
+        return lines
+    m, end, data = rec
+    first = rng.choice([rng.randint(1, min(9, len(data) - 1)), rng.randint(1, len(data) - 1)])
+    cuts = sorted({first, *([rng.randint(first, len(data) - 1)] if rng.random() < 0.3 else [])})
+    bounds = [0, *cuts, len(data)]
+    pieces = [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    lines[i:end] = [line for piece in pieces for line in _render(m, piece)]
+    return lines
+
+
+def junk_run(rng: random.Random, lines: Lines) -> Lines:
+    """A run of junk: hex lines outside any record alternating with lines that are
+    nothing (issue 16's ``' AB \nx\n'``), 2 to 2,000 lines."""
+    if not lines:
+        return lines
+    ref = lines[rng.randrange(len(lines))]
+    m = HEADER.match(ref) or HEXLINE.match(ref)
+    prefix = m.group(1) if m is not None else b""
+    hexline = prefix + rng.choice([b" AB ", b" 00 11 ", b" " + bytes(range(16)).hex(" ").upper().encode() + b" "])
+    other = rng.choice([b"x", b"", b"libtpms/tpm2: junk", b"     TPM_Process: trace 12 34"])
+    run = [hexline if k % 2 == 0 else other for k in range(rng.randint(2, 2000))]
+    at = rng.randint(0, len(lines))
+    lines[at:at] = run
+    return lines
+
+
 def garbage_line(rng: random.Random, lines: Lines) -> Lines:
     junk = bytes(rng.randrange(256) for _ in range(rng.randint(0, 80))).replace(b"\n", b"")
     lines.insert(rng.randint(0, len(lines)), junk)
@@ -232,6 +329,9 @@ LINE_MUTATORS: dict[str, tuple[LineMutator, float]] = {
     "lost-prefix": (lost_prefix, 1.5),
     "long-record": (long_record, 1.0),
     "split-record": (split_record, 1.0),
+    "lying-size": (lying_size, 1.0),
+    "split-extend": (split_extend, 1.0),
+    "junk-run": (junk_run, 0.5),
     "garbage-line": (garbage_line, 0.5),
     "giant-line": (giant_line, 0.02),
 }
@@ -400,7 +500,58 @@ def check(case: Case) -> bytes:
                            f" {events[first:first + 1]} vs {whole[first:first + 1]}")
     pcap = convert(data)
     check_pcapng(pcap)
+    check_encoder(data, random.Random(case.seed), case)
+    check_pcrs(data, sum(1 for e in whole if type(e) is RunStart))
     return pcap
+
+
+def check_encoder(data: bytes, rng: random.Random, case: object = None) -> None:
+    """The framer's fast path (``encode_events``, frames straight to pcapng
+    blocks) gives the bytes of its reference (``frame_events``, then
+    ``encode_packets``), PCR notes included, fed in random chunks, with line
+    comments on and off, the control channel on and off, the log's clock and
+    a live one."""
+    from swtpm_extcap.pcapng.notes import AnnotatingFramer, ReplayingParser
+    from swtpm_extcap.pcapng.writer import encode_packets
+
+    for plain, ctrl, now in ((True, True, None), (False, False, None), (True, True, 1_750_000_000_000_000)):
+        fast_parser, slow_parser = ReplayingParser(), ReplayingParser()
+        fast = AnnotatingFramer(fast_parser, start_us=1_700_000_000_000_000, ctrl=ctrl, line_comments=plain)
+        slow = AnnotatingFramer(slow_parser, start_us=1_700_000_000_000_000, ctrl=ctrl, line_comments=plain)
+        got, want = bytearray(), bytearray()
+        i = 0
+        while True:
+            n = rng.choice([1, 7, 64, 500, 4096, 65536, len(data) + 1])
+            last = i >= len(data)
+            chunk = data[i : i + n]
+            i += n
+            blocks, _ = fast.encode_events(fast_parser.close() if last else fast_parser.feed(chunk), now)
+            got += blocks
+            want += encode_packets(
+                slow.frame_events(slow_parser.close() if last else slow_parser.feed(chunk), now)
+            )
+            if last:
+                break
+        got += encode_packets(fast.close(now))
+        want += encode_packets(slow.close(now))
+        if got != want:
+            at = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            raise Mismatch(f"{case}: encode_events differs from frame_events at byte {at}"
+                           f" (line comments {plain}, ctrl {ctrl}, now {now})")
+
+
+def check_pcrs(data: bytes, runs: int) -> None:
+    """The ``pcrs`` reports (text, JSON, ``--diff`` of the first two runs) of the
+    log never raise; the JSON is valid."""
+    from swtpm_extcap.pcr.diff import write_diff
+    from swtpm_extcap.pcr.report import write_json, write_text
+
+    write_text(iter([data]), io.StringIO())
+    out = io.StringIO()
+    write_json(iter([data]), out, "fuzz")
+    json.loads(out.getvalue())
+    if runs >= 2:
+        write_diff(iter([data]), io.StringIO(), ("1", "2"), "fuzz", False)
 
 
 def check_pcapng(pcap: bytes) -> int:

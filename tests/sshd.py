@@ -9,7 +9,7 @@ Plain functions and classes, no pytest fixtures (``test_ssh*.py`` wrap them).
 * :func:`make_key` makes an ed25519 key pair with ``ssh-keygen`` (optionally
   with a passphrase).
 * :class:`TestUser`: when the tests run as root, a real local account
-  ``swtpmssh`` with a random password (``useradd`` + ``chpasswd``), removed by
+  ``swtpmssh<pid>`` with a random password (``useradd`` + ``chpasswd``), removed by
   :meth:`TestUser.remove`. Not as root: no second account can be made, so the
   tests log in as the current user with a key only and the password tests
   need root.
@@ -32,7 +32,9 @@ from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
 HOST = "127.0.0.1"
-TEST_USER = "swtpmssh"
+#: the test account: one per test session (several checkouts may run their tests at
+#: once on one machine, and a shared name would be deleted under another session's feet)
+TEST_USER = f"swtpmssh{os.getpid()}"
 
 
 def missing() -> str | None:
@@ -204,7 +206,7 @@ class TestUser:
 
 
 def create_test_user() -> TestUser:
-    """``swtpmssh`` with a random password as root; else the current user (key auth only)."""
+    """``swtpmssh<pid>`` with a random password as root; else the current user (key auth only)."""
     if os.geteuid() != 0:
         me = pwd.getpwuid(os.geteuid())
         return TestUser(me.pw_name, "", Path(me.pw_dir), created=False)
@@ -232,7 +234,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from swtpm_extcap.ssh import SSHParams  # noqa: E402
+from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The capture engine (swtpm_extcap/capture.py) in process, on an in-memory Source.
+"""The capture engine (swtpm_extcap/extcap/capture.py) in process, on an in-memory Source.
 
 No subprocess, no fifo, no tshark: a :class:`MemorySource` hands the engine the
 bytes of a real swtpm log (the demo: Proxmox, two runs with ``[id=]``; the
@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 import pytest
 
 from conftest import DEFAULT_CORPUS
-from swtpm_extcap.capture import find_last_run, run_capture
-from swtpm_extcap.clock import backlog_start_us
-from swtpm_extcap.demo import demo_log_path
+from swtpm_extcap.extcap.capture import find_last_run, run_capture
+from swtpm_extcap.pcapng.clock import backlog_start_us
+from swtpm_extcap.interfaces.demo import demo_log_path
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.logparse import Kind, Record, parse_bytes
-from swtpm_extcap.options import CaptureSettings
-from swtpm_extcap.pipeline import Summary
+from swtpm_extcap.swtpmlog.parser import Kind, Record, parse_bytes
+from swtpm_extcap.extcap.options import CaptureSettings
+from swtpm_extcap.pcapng.pipeline import Summary
 from swtpm_extcap.sources.base import Backlog, Chunk, Notice
 
 DEMO = demo_log_path().read_bytes()

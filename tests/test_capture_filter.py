@@ -1,4 +1,4 @@
-"""The TPM command table and the capture filter (swtpm_extcap/capture_filter.py), in process.
+"""The TPM command table and the capture filter (swtpm_extcap/extcap/capture_filter.py), in process.
 
 That the names are the ones Wireshark's TPM dissector uses is checked against
 tshark in test_extcap.py (a tool, so not in the fast tier).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from swtpm_extcap import capture_filter
+from swtpm_extcap.extcap import capture_filter
 
 
 @pytest.mark.parametrize(

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from swtpm_extcap.config import (
+from swtpm_extcap.interfaces.settings import (
     ENV_VAR,
     Config,
     MAX_CONFIG_BYTES,
-    ConfigError,
     config_path,
     load_config,
     parse_config,
 )
-from swtpm_extcap.errors import UserError
+from swtpm_extcap.errors import ConfigError, UserError
 
 
 def write(path: Path, text: str) -> Path:
@@ -190,7 +189,7 @@ def test_a_folder_is_reported_not_raised(tmp_path: Path) -> None:
     folder.mkdir()
     cfg = load_config(folder)
     assert cfg.error == (
-        f"config file {folder} is not a regular file; point {ENV_VAR} at a TOML file"
+        f"config file {folder} is a directory, not a regular file; point {ENV_VAR} at a TOML file"
     )
 
 

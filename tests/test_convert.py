@@ -28,7 +28,7 @@ from conftest import (
 )
 from swtpm_extcap.cli import main
 from test_extcap import one_line, small_disk, without_dac_override  # noqa: F401  (small_disk: a fixture, a real 64 KiB tmpfs)
-from swtpm_extcap.logparse import LogParser, Record
+from swtpm_extcap.swtpmlog.parser import LogParser, Record
 
 
 def _prefixed_multirun() -> CorpusLog:

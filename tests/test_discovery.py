@@ -19,17 +19,13 @@ import pytest
 
 from conftest import corpus_dir
 
-from swtpm_extcap.config import Config, load_config
-from swtpm_extcap.discovery import (
-    DEMO_NAME,
-    Interface,
-    demo_log_path,
-    discover,
-    find_interface,
-    glob_key,
-    sanitize,
-)
 from swtpm_extcap.errors import UserError
+from swtpm_extcap.interfaces.demo import DEMO_NAME, demo_log_path
+from swtpm_extcap.interfaces.interface import Interface
+from swtpm_extcap.interfaces.local import discover
+from swtpm_extcap.interfaces.lookup import find_interface
+from swtpm_extcap.interfaces.settings import Config, load_config
+from swtpm_extcap.names import glob_key, sanitize
 from swtpm_extcap.sources import LogLocation
 from swtpm_extcap.sources.local import permission_hint
 
@@ -404,8 +400,8 @@ def _as(uid: int) -> list[str]:
 _LIST_AS_USER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from swtpm_extcap.config import Config
-from swtpm_extcap.discovery import discover
+from swtpm_extcap.interfaces.settings import Config
+from swtpm_extcap.interfaces.local import discover
 from swtpm_extcap.sources.local import permission_hint
 found = discover(Config(), proxmox_dir=sys.argv[2], pve_conf_dir=sys.argv[3], libvirt_dir=sys.argv[4])
 print(json.dumps([[i.name, i.readable, "" if i.readable else permission_hint(str(i.path))] for i in found]))

@@ -1,4 +1,4 @@
-"""The extcap protocol (swtpm_extcap/extcap.py): every verb, and captures into a real fifo.
+"""The extcap protocol (swtpm_extcap/extcap/protocol.py): every verb, and captures into a real fifo.
 
 Listing verbs run in-process through ``cli.main([...])`` (stdout/stderr
 checked); captures run the package in a subprocess writing into a real fifo
@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, read_frames, require_tshark
-from swtpm_extcap import capture_filter, cli, extcap
-from swtpm_extcap.demo import demo_log_path
+from swtpm_extcap.tpm import commands
+from swtpm_extcap import cli
+from swtpm_extcap.extcap import protocol as extcap
+from swtpm_extcap.interfaces.demo import demo_log_path
 
 DEMO = demo_log_path()
 DEMO_TPM_COMMANDS = 153
@@ -388,7 +390,7 @@ def test_command_names_match_wiresharks_tpm_dissector() -> None:
         for m in re.finditer(r"^V\ttpm\.req\.cc\t(0x[0-9a-f]+)\tTPM2_CC_(\w+)$", out, re.M)
     }
     assert len(theirs) > 100
-    ours = capture_filter.tpm2_command_codes()
+    ours = commands.tpm2_command_codes()
     assert {k: ours.get(k) for k in theirs} == theirs
 
 
@@ -760,7 +762,7 @@ def test_listing_survives_a_settings_file_that_is_no_file(tmp_path: Path, what: 
 
 
 def test_a_glob_over_the_whole_tree_is_bounded_and_says_so(tmp_path: Path) -> None:
-    from swtpm_extcap.discovery import MAX_GLOB_MATCHES, MAX_GLOB_SECONDS
+    from swtpm_extcap.interfaces.local import MAX_GLOB_MATCHES, MAX_GLOB_SECONDS
 
     cfg = write_config(tmp_path, "/*/*/*/*/*")
     began = time.monotonic()

@@ -56,7 +56,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     env.pop("XDG_CONFIG_HOME", None)
     env.pop("XDG_DATA_HOME", None)
     proc = subprocess.run(
-        ["bash", str(REPO / "install.sh"), "--venv", str(root / "venv")],
+        ["bash", str(REPO / "install.sh"), "--personal", "--venv", str(root / "venv")],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, f"install.sh failed:\n{proc.stdout}\n{proc.stderr}"

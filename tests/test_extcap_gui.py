@@ -27,8 +27,9 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from conftest import REPO, read_frames, require_tshark
-from swtpm_extcap import cli, options
-from swtpm_extcap.install import write_launcher
+from swtpm_extcap import cli
+from swtpm_extcap.extcap import dialog, options
+from swtpm_extcap.wireshark.install import write_launcher
 from test_extcap import (
     DEADLINE_S,
     DEMO,
@@ -68,7 +69,7 @@ def _broken_toml(cfg: Path) -> str:
 
 def _directory(cfg: Path) -> str:
     cfg.mkdir()
-    return f"SWTPM settings error: {cfg} is not a regular file; point SWTPM_EXTCAP_CONFIG at"
+    return f"SWTPM settings error: {cfg} is a directory, not a regular file; point SWTPM_EXTCAP_CONFIG at"
 
 
 def _unreadable(cfg: Path) -> str:
@@ -295,13 +296,13 @@ def test_tooltips_wrap(capsys: pytest.CaptureFixture[str]) -> None:
              if "call" in f}
     for o in options.OPTIONS:
         tip = shown[o.call]
-        if len(o.tooltip) <= options.TOOLTIP_WIDTH:
+        if len(o.tooltip) <= dialog.TOOLTIP_WIDTH:
             assert tip == o.tooltip
             continue
         # Qt: rich text (the first "<" starts a tag), broken only where we break it
         assert tip.startswith('<p style="white-space:nowrap">') and tip.endswith("</p>"), tip
         assert "\n" not in tip
-        lines = tip[len(options.RICH_TOOLTIP):-len("</p>")].split("<br>")
+        lines = tip[len(dialog.RICH_TOOLTIP):-len("</p>")].split("<br>")
         assert len(lines) >= 2 and all(len(html.unescape(x)) <= 60 for x in lines), lines
         assert " ".join(html.unescape(x) for x in lines) == o.tooltip
 
@@ -322,14 +323,16 @@ def test_line_comments_are_an_option_notable_comments_stay(tmp_path: Path) -> No
     ]
     assert all(f.comment.startswith(("swtpm log line ", "swtpm run ")) for f in with_)
     commented = [f for f in without if f.comment]
-    # the demo: 2 runs, each opening a TPM and a control connection; PCR notes
+    # the demo: 2 runs, each opening a TPM and a control connection; PCR and policy notes
     starts = [f for f in commented if f.comment.startswith("swtpm run ")]
     assert len(starts) == 4 and all(f.flags == 0x02 for f in starts)  # SYNs
     rest = [f for f in commented if f not in starts]
-    assert rest and all(f.comment.startswith("pcr: ") for f in rest), rest[:3]
-    # the same pcr: lines as with line comments, on the same frames
-    pcr_full = [(f.number, [x for x in f.comment.split("\n") if x.startswith("pcr: ")])
-                for f in with_ if "pcr: " in f.comment]
+    notes = ("pcr: ", "policy: ")
+    assert rest and all(f.comment.startswith(notes) for f in rest), rest[:3]
+    assert any(f.comment.startswith("policy: digest matches replay") for f in rest)
+    # the same pcr: and policy: lines as with line comments, on the same frames
+    pcr_full = [(f.number, [x for x in f.comment.split("\n") if x.startswith(notes)])
+                for f in with_ if "pcr: " in f.comment or "policy: " in f.comment]
     assert pcr_full == [(f.number, f.comment.split("\n")) for f in rest]
     assert len(commented) < len(without) // 10
 

@@ -27,7 +27,7 @@ import pytest
 import realtpm  # tests/ has no __init__.py: pytest puts tests/ on sys.path
 import swtpm_extcap
 import swtpm_extcap.errors
-from swtpm_extcap.logparse import Event, LogParser, Record, RunStart, parse_bytes
+from swtpm_extcap.swtpmlog.parser import Event, LogParser, Record, RunStart, parse_bytes
 import swtpm_extcap.sources.follow as follow_mod
 from swtpm_extcap.sources.follow import follow, read_once
 from swtpm_extcap.sources.follow import CHUNK_SIZE

@@ -30,8 +30,8 @@ from conftest import (
     tpm_payloads,
     write_pcapng,
 )
-from swtpm_extcap.frames import Framer
-from swtpm_extcap.logparse import Defect, DefectKind, LogParser, Record
+from swtpm_extcap.pcapng.frames import Framer
+from swtpm_extcap.swtpmlog.parser import Defect, DefectKind, LogParser, Record
 
 SYN, FIN, PSH, ACK = 0x02, 0x01, 0x08, 0x10  # RFC 793 flag bits
 
@@ -396,7 +396,7 @@ def test_stray_hex_is_never_a_tpm_frame(corpus_log: CorpusLog, tmp_path: Path) -
     """Hex lines outside any record (here: copies of real hex lines after a
     complete record, as a lost header leaves them) go to their own stream,
     127.0.0.3 -> 2324; the TPM stream is exactly the truth."""
-    from swtpm_extcap.frames import STRAY_PORT
+    from swtpm_extcap.pcapng.frames import STRAY_PORT
 
     recs = [e for e in LogParser().feed(corpus_log.data) if isinstance(e, Record)]
     victim = next(r for r in recs if r.kind.is_tpm and r.last_line - r.line >= 2)
@@ -418,7 +418,7 @@ def test_comments_stay_small_whatever_the_damage(corpus: Path, tmp_path: Path) -
     """50,000 headers without hex before a real record: 50,000 empty records
     whose notes would all land on the next frame; it keeps MAX_NOTES of them and
     counts the rest. pcapng could not hold the whole (a comment is < 64 KiB)."""
-    from swtpm_extcap.frames import MAX_NOTES
+    from swtpm_extcap.pcapng.frames import MAX_NOTES
 
     log = load_corpus_log(corpus_log_paths()[0])
     recs = [e for e in LogParser().feed(log.data) if isinstance(e, Record)]

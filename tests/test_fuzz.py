@@ -5,10 +5,12 @@ NUL bytes; invalid UTF-8; lone CRs; CRLF, CR-only and mixed line ends; giant,
 negative, hex and 5,000-digit lengths; headers without hex; hex without
 header; prefixes of 0-300 characters; a hex line that lost its prefix; records
 longer than their header; a message logged as two reads; junk and giant lines;
-a cut end. For each case: no exception, the same events whole, line by line,
-through the line-by-line reference and in random chunks, a well-formed pcapng
-whose TPM port carries only TPM records; tshark reads a sample back (checksums
-valid, every packet there).
+a cut end; TPM size fields that lie under PCR commands, PCR commands logged as
+several reads (the first under 10 bytes), runs of junk (issue 16). For each
+case: no exception, the same events whole, line by line, through the
+line-by-line reference and in random chunks, a well-formed pcapng whose TPM
+port carries only TPM records, the pcrs reports; tshark reads a sample back
+(checksums valid, every packet there).
 
 ``SWTPM_FUZZ_CASES`` sets the number of cases (default 600, ~20 s here);
 ``SWTPM_FUZZ_SEED`` the first seed. The long run is ``bench/fuzz.py``

@@ -24,7 +24,7 @@ import pytest
 from conftest import missing_tool
 
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.install import (
+from swtpm_extcap.wireshark.install import (
     LAUNCHER_BODY,
     PROFILE_FILES,
     Wireshark,
@@ -42,8 +42,8 @@ from swtpm_extcap.install import (
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_SH = REPO / "install.sh"
-HAS_EXTCAP = (REPO / "swtpm_extcap" / "extcap.py").exists()
-NO_EXTCAP = "swtpm_extcap/extcap.py (the extcap protocol) is not in this checkout yet"
+HAS_EXTCAP = (REPO / "swtpm_extcap" / "extcap" / "protocol.py").exists()
+NO_EXTCAP = "swtpm_extcap/extcap/protocol.py (the extcap protocol) is not in this checkout yet"
 TSHARK = shutil.which("tshark")
 
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="needs tshark (apt install tshark)")
@@ -114,7 +114,7 @@ def run_install(
 ) -> subprocess.CompletedProcess[str]:
     python, offline = _offline_python()
     return subprocess.run(
-        ["bash", str(INSTALL_SH), "--python", python, *args],
+        ["bash", str(INSTALL_SH), "--python", python, "--personal", *args],
         env=env if env is not None else _env(home, **offline),
         capture_output=True,
         text=True,
@@ -254,7 +254,7 @@ def test_installed_package_has_every_module_and_the_demo_log(installed: Installe
         [
             str(installed.venv / "bin/python"),
             "-c",
-            "from swtpm_extcap.discovery import demo_log_path; print(demo_log_path())",
+            "from swtpm_extcap.interfaces.demo import demo_log_path; print(demo_log_path())",
         ],
         capture_output=True,
         text=True,
@@ -333,14 +333,14 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
     python = str(installed.venv / "bin/python")
     driver = (
         "import argparse, sys\n"
-        "from swtpm_extcap.install import add_install_parser, install_main\n"
+        "from swtpm_extcap.wireshark.install import add_install_parser, install_main\n"
         "p = argparse.ArgumentParser()\n"
         "add_install_parser(p.add_subparsers(dest='command'))\n"
         "sys.exit(install_main(p.parse_args(sys.argv[1:])))\n"
     )
     target = tmp_path / "ext"
     done = subprocess.run(
-        [python, "-c", driver, "install", "--dir", str(target)],
+        [python, "-c", driver, "install", "--personal", "--dir", str(target)],
         env=installed.env,
         capture_output=True,
         text=True,
@@ -357,7 +357,8 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
     home2 = tmp_path / "home2"
     home2.mkdir()
     default = subprocess.run(
-        [python, "-c", driver, "install"], env=_env(home2), capture_output=True, text=True, cwd="/"
+        [python, "-c", driver, "install", "--personal"], env=_env(home2), capture_output=True,
+        text=True, cwd="/",
     )
     assert default.returncode == 0, default.stderr
     assert (_personal_extcap(home2) / "swtpm-extcap").read_text() == launcher.read_text()
@@ -366,7 +367,7 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
     assert (_personal_profile(home2) / "colorfilters").is_file()
 
     gone = subprocess.run(
-        [python, "-c", driver, "install", "--uninstall", "--dir", str(target)],
+        [python, "-c", driver, "install", "--personal", "--uninstall", "--dir", str(target)],
         env=_env(home2),
         capture_output=True,
         text=True,
@@ -377,7 +378,7 @@ def test_install_command_in_the_venv(installed: Installed, tmp_path: Path) -> No
     assert not launcher.exists()
     assert not _personal_plugin(home2).exists() and not _personal_profile(home2).exists()
     again = subprocess.run(
-        [python, "-c", driver, "install", "--uninstall", "--dir", str(target)],
+        [python, "-c", driver, "install", "--personal", "--uninstall", "--dir", str(target)],
         env=_env(home2),
         capture_output=True,
         text=True,
@@ -401,27 +402,32 @@ def test_personal_folder_follows_xdg_config_home_like_wireshark(
     python = str(installed.venv / "bin/python")
     driver = (
         "import argparse, sys\n"
-        "from swtpm_extcap.install import add_install_parser, install_main\n"
+        "from swtpm_extcap.wireshark.install import add_install_parser, install_main\n"
         "p = argparse.ArgumentParser()\n"
         "add_install_parser(p.add_subparsers(dest='command'))\n"
-        "sys.exit(install_main(p.parse_args(['install'])))\n"
+        "sys.exit(install_main(p.parse_args(['install', '--personal'])))\n"
     )
     done = subprocess.run([python, "-c", driver], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (xdg / "wireshark/extcap/swtpm-extcap").is_file()
+    launcher = str(xdg / "wireshark/extcap/swtpm-extcap")
     listing = subprocess.run([TSHARK, "-D"], env=env, capture_output=True, text=True, timeout=60)
     assert "swtpm-demo" in listing.stdout
-    without = subprocess.run(
-        [TSHARK, "-D"], env=_env(home), capture_output=True, text=True, timeout=60
+    used = subprocess.run(
+        [TSHARK, "-G", "plugins"], env=env, capture_output=True, text=True, timeout=60
     )
-    assert "swtpm-demo" not in without.stdout  # ~/.config would have been the wrong place
+    assert launcher in used.stdout
+    without = subprocess.run(
+        [TSHARK, "-G", "plugins"], env=_env(home), capture_output=True, text=True, timeout=60
+    )
+    assert launcher not in without.stdout  # ~/.config would have been the wrong place
 
 
 def test_cli_install_subcommand_when_wired(installed: Installed, tmp_path: Path) -> None:
     python = str(installed.venv / "bin/python")
     target = tmp_path / "ext"
     proc = subprocess.run(
-        [python, "-m", "swtpm_extcap", "install", "--dir", str(target)],
+        [python, "-m", "swtpm_extcap", "install", "--personal", "--dir", str(target)],
         env=installed.env,
         capture_output=True,
         text=True,
@@ -629,9 +635,12 @@ def test_parser_options() -> None:
     p = argparse.ArgumentParser()
     add_install_parser(p.add_subparsers(dest="command"))
     ns = p.parse_args(["install", "--system", "--uninstall"])
-    assert (ns.command, ns.system, ns.uninstall, ns.dir) == ("install", True, True, None)
+    assert (ns.command, ns.system, ns.personal, ns.uninstall, ns.dir) == (
+        "install", True, False, True, None)
+    ns = p.parse_args(["install", "--personal", "--dir", "/x"])  # the launcher's folder
+    assert (ns.system, ns.personal, ns.dir) == (False, True, "/x")
     with pytest.raises(SystemExit):
-        p.parse_args(["install", "--system", "--dir", "/x"])  # one or the other
+        p.parse_args(["install", "--system", "--personal"])  # one or the other
 
 
 # --- last: a second run, then uninstall (uses up the module's install) ---------------

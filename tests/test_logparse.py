@@ -17,7 +17,7 @@ from typing import NamedTuple
 import pytest
 
 from conftest import CorpusLog, named_log
-from swtpm_extcap.logparse import Defect, DefectKind, Event, Kind, LogParser, Record, RunStart
+from swtpm_extcap.swtpmlog.parser import Defect, DefectKind, Event, Kind, LogParser, Record, RunStart
 
 # ------------------------------------------------------------------ helpers
 
@@ -221,7 +221,7 @@ def test_a_line_without_end_is_bounded_and_the_log_goes_on(corpus_log: CorpusLog
     """Megabytes without a newline (binary junk, a log written by something
     else) are taken as one line once they pass MAX_LINE, not held in memory;
     the records after the next newline come out as usual, one line later."""
-    from swtpm_extcap.logparse import MAX_LINE
+    from swtpm_extcap.swtpmlog.parser import MAX_LINE
 
     parser = LogParser()
     junk = b"\xff" * (MAX_LINE // 4)
@@ -596,7 +596,7 @@ def test_junk_flood_inside_a_record_is_bounded(corpus_log: CorpusLog) -> None:
     """A record that lost its last hex line, then 100,000 real libtpms lines
     before the next header: every one is junk of that record, but the record
     carries MAX_DEFECTS of them and one defect that counts the rest."""
-    from swtpm_extcap.logparse import MAX_DEFECTS
+    from swtpm_extcap.swtpmlog.parser import MAX_DEFECTS
 
     ex = excerpt(corpus_log)
     v = ex.v
@@ -650,7 +650,7 @@ def test_mixed_line_ends_give_the_same_events(corpus_log: CorpusLog) -> None:
 def test_hex_line_over_max_line_is_a_defect_of_its_record(corpus_log: CorpusLog, chunk: int | None) -> None:
     """A hex line of a record padded past MAX_LINE: its first MiB is read (the
     record's bytes and more), the cut is a long-line defect of that record."""
-    from swtpm_extcap.logparse import MAX_LINE
+    from swtpm_extcap.swtpmlog.parser import MAX_LINE
 
     ex = excerpt(corpus_log)
     v = ex.v
@@ -671,7 +671,7 @@ def test_ten_megabytes_without_newline_count_as_one_line(corpus_log: CorpusLog) 
     one long-line defect; the summary says so (it used to say '0 lines')."""
     import io
 
-    from swtpm_extcap.pipeline import Pipeline
+    from swtpm_extcap.pcapng.pipeline import Pipeline
 
     blob = (corpus_log.data.replace(b"\n", b" ") * (10_000_000 // len(corpus_log.data) + 1))[:10_000_000]
     parser = LogParser()
@@ -727,7 +727,7 @@ def test_hex_after_a_complete_record_is_stray_never_tpm(corpus_log: CorpusLog) -
 def test_headerless_hex_is_bounded(corpus: Path) -> None:
     """Hex lines without any header, more than MAX_RECORD bytes of them: one
     STRAY record of the first MAX_RECORD bytes, an oversize defect counts the rest."""
-    from swtpm_extcap.logparse import MAX_RECORD
+    from swtpm_extcap.swtpmlog.parser import MAX_RECORD
 
     log = named_log(corpus, "libvirt-fedora39-swtpm.log")
     hexlines = [line for line in log.lines if re.fullmatch(rb" (?:[0-9A-F]{2} )+", line)]

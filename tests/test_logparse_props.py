@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from conftest import corpus_log_paths, load_corpus_log
 from fuzzlog import parse_reference as parse_by_lines  # the line-path reference, shared
-from swtpm_extcap.logparse import Defect, Event, LogParser, Record, RunStart
+from swtpm_extcap.swtpmlog.parser import Defect, Event, LogParser, Record, RunStart
 
 LOG_PATHS = corpus_log_paths()
 

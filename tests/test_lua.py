@@ -30,6 +30,7 @@ import pytest
 from conftest import (
     TSHARK_RAW,
     CorpusLog,
+    foreign_plugin_copies,
     missing_tool,
     named_log,
     require_tshark,
@@ -47,6 +48,13 @@ Convert = Callable[..., Path]
 @pytest.fixture(scope="module")
 def clean_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An environment whose $HOME has no Wireshark plugin or profile."""
+    foreign = foreign_plugin_copies()
+    if foreign:  # loaded first: the checkout's copy would stay unused
+        pytest.fail(
+            f"Wireshark loads another version of the plugin from {foreign[0]} (a system-wide"
+            " install) before the checkout's, which then stays unused: update that install"
+            " (sudo ./install.sh) or remove it (sudo ./install.sh --uninstall)"
+        )
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "WIRESHARK"))}
     env["HOME"] = str(home)
@@ -411,8 +419,8 @@ def test_tpm12_is_marked_and_named(converted: Convert, corpus: Path,
 
 def test_pcr_notes_become_fields(tmp_path: Path, clean_home: dict[str, str]) -> None:
     """The 'pcr' helper's comment lines (``pcr: extend #N PCR i bank = hex``)."""
-    from swtpm_extcap import pcapng
-    from swtpm_extcap.frames import build_frame
+    from swtpm_extcap.pcapng import writer as pcapng
+    from swtpm_extcap.pcapng.frames import build_frame
 
     value = "ab" * 32
     comment = f"swtpm log line 7: SWTPM_IO_Read length 0\npcr: extend #3 PCR 7 sha256 = {value}"
@@ -433,8 +441,8 @@ def test_older_captures_take_line_and_run_from_the_comment(
     tmp_path: Path, clean_home: dict[str, str]
 ) -> None:
     """A capture from before the Ethernet carrier (zero MACs): the comment still serves."""
-    from swtpm_extcap import pcapng
-    from swtpm_extcap.frames import build_frame
+    from swtpm_extcap.pcapng import writer as pcapng
+    from swtpm_extcap.pcapng.frames import build_frame
 
     frames = [
         (1_700_000_000_000_000, build_frame(50001, 2321, 1, 1, 0x02),

@@ -1,10 +1,10 @@
-"""The capture options as data (swtpm_extcap/options.py): defaults, checks, in process."""
+"""The capture options as data (swtpm_extcap/extcap/options.py): defaults, checks, in process."""
 
 from __future__ import annotations
 
 import pytest
 
-from swtpm_extcap import options
+from swtpm_extcap.extcap import options
 from swtpm_extcap.errors import UsageError
 
 

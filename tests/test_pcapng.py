@@ -21,9 +21,9 @@ from typing import Callable
 import pytest
 
 from conftest import TPM_PORT, CorpusLog, cached_frames, corpus_log_paths, load_corpus_log, require_tshark
-from swtpm_extcap.frames import Framer
-from swtpm_extcap.logparse import LogParser
-from swtpm_extcap.pcapng import PcapngWriter
+from swtpm_extcap.pcapng.frames import Framer
+from swtpm_extcap.swtpmlog.parser import LogParser
+from swtpm_extcap.pcapng.writer import PcapngWriter
 
 Convert = Callable[..., Path]
 
@@ -279,13 +279,13 @@ def test_a_comment_past_the_option_limit_is_cut_not_a_crash(tmp_path: Path) -> N
     """pcapng's option length is 16 bits. The framer keeps its comments far
     below that (tests/test_frames.py); the writer still never raises on a
     longer one: it cuts it at a character boundary and says so."""
-    from swtpm_extcap.pcapng import MAX_OPTION
+    from swtpm_extcap.pcapng.writer import MAX_OPTION
 
     buf = io.BytesIO()
     writer = PcapngWriter(buf, name="x", description="x", application="x")
     long_ascii = "a" * 70_000
     long_utf8 = "é" * 40_000  # 80,000 bytes, cut must not split a character
-    from swtpm_extcap.frames import build_frame
+    from swtpm_extcap.pcapng.frames import build_frame
 
     pkts = [build_frame(50000, 2321, 1, 1, 0x18, payload) for payload in (b"\x01\x02", b"\x03", b"\x04")]
     writer.write(1, pkts[0], long_ascii)

@@ -18,13 +18,13 @@ from conftest import (
     run_cli,
     write_pcapng,
 )
-from swtpm_extcap.logparse import Kind, Record, parse_bytes
-from swtpm_extcap.pcr import Replayer
-from swtpm_extcap.pcrtypes import CC_PCR_EXTEND, CC_PCR_READ, Check, Step
-from swtpm_extcap.pcrnotes import ReplayingParser
-from swtpm_extcap.pipeline import Pipeline
+from swtpm_extcap.swtpmlog.parser import Kind, Record, parse_bytes
+from swtpm_extcap.pcr.replay import Replayer
+from swtpm_extcap.pcr.types import CC_PCR_EXTEND, CC_PCR_READ, Check, Step
+from swtpm_extcap.pcapng.notes import ReplayingParser
+from swtpm_extcap.pcapng.pipeline import Pipeline
 
-#: every `pcr:` comment line has one of these shapes (the module docstring of pcrnotes)
+#: every `pcr:` comment line has one of these shapes (the module docstring of pcapng.notes)
 NOTE = re.compile(
     r"pcr: (?:extend #\d+ PCR \d+ \w+ = (?:[0-9a-f]+|unknown \(.+\))"
     r"|reset PCR \d+ \w+ = [0-9a-f]+"

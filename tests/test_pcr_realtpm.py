@@ -22,9 +22,9 @@ import pytest
 
 import realtpm  # tests/ has no __init__.py: pytest puts tests/ on sys.path
 from conftest import missing_tool, run_cli
-from swtpm_extcap.logparse import Kind, Record, parse_bytes
-from swtpm_extcap.pcr import Replayer
-from swtpm_extcap.pcrtypes import ALGORITHMS, CC_PCR_EXTEND, Check
+from swtpm_extcap.swtpmlog.parser import Kind, Record, parse_bytes
+from swtpm_extcap.pcr.replay import Replayer
+from swtpm_extcap.pcr.types import ALGORITHMS, CC_PCR_EXTEND, Check
 
 READ = "sha1:0,1,7,8,16,17,23+sha256:0,1,7,8,16,17,18,23"
 BANKS = {name: alg for alg, (name, _) in ALGORITHMS.items()}
@@ -214,3 +214,47 @@ def test_hcrtm_sequence_before_startup_extends_pcr0_and_startup_keeps_it(tpm_dir
     for key, value in truth.items():
         assert last[key].status == "match" and last[key].replay == value, key
     assert truth[(0, "sha256")] != b"\0" * 32 and truth[(17, "sha256")] == b"\xff" * 32
+
+
+def test_diff_compares_bank_by_bank_when_the_runs_replay_different_banks(tpm_dir: Path) -> None:
+    """Issue 16: sha1 was de-allocated before the log begins (swtpm at level 1),
+    so run 1 replays the sha1 digests the firmware sends (the log never says
+    the bank is gone); run 2 learns the allocation (GetCapability). Only PCR 7
+    differs, in sha256; sha1 is named as not compared, never as a difference
+    (PCRs 0, 2, 4 and 8 were reported as "differs (sha256)" before)."""
+    work = tpm_dir
+    sw = realtpm.start_swtpm(work, prefix="[id=1700000300] ", level=1, startup_clear=False)
+    with sw:
+        _tpm2(sw, "tpm2_startup", "-c", cwd=work)
+        _tpm2(sw, "tpm2_pcrallocate", "sha1:none+sha256:all", cwd=work)
+        _tpm2(sw, "tpm2_shutdown", "-c", cwd=work)
+    for boot, epoch in enumerate((1700000301, 1700000302)):
+        with _start(work, epoch) as sw:
+            _tpm2(sw, "tpm2_startup", "-c", cwd=work)
+            if boot:
+                _tpm2(sw, "tpm2_getcap", "pcrs", cwd=work)
+            for pcr in (0, 2, 4, 7, 8):
+                digest = "b7" if boot and pcr == 7 else f"a{pcr}"  # boot 2 measures PCR 7 differently
+                _tpm2(sw, "tpm2_pcrextend", f"{pcr}:sha1={f'1{pcr}' * 20},sha256={digest * 32}", cwd=work)
+            if boot:  # tpm2_pcrread asks GetCapability(PCRS) too: not in run 1
+                truth = _pcrread(sw, work, "sha256:0,2,4,7,8")
+            _tpm2(sw, "tpm2_shutdown", "-c", cwd=work)
+    log = sw.log_path
+    proc = run_cli(["pcrs", str(log), "--diff", "1", "2"])
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.decode()
+    assert re.findall(r"^PCR (\d+) differs \(([\w, ]+)\)", text, re.M) == [("7", "sha256")], text
+    assert "sha1 only in A (B: not allocated): not compared" in text
+    assert f"final sha256: A {_value_after(log, 0, 7)}, B {truth[(7, 'sha256')].hex()}" in text
+    # run 2 shows no sha1 bank: the TPM has none
+    report = run_cli(["pcrs", str(log)]).stdout.decode()
+    run2 = report[report.index("run 2 "):]
+    assert "final sha1" not in run2 and "not allocated (the TPM keeps no such bank): sha1" in run2
+
+
+def _value_after(log: Path, run: int, pcr: int) -> str:
+    """The replayed final sha256 value of ``pcr`` in ``run`` (0-based)."""
+    import json
+
+    doc = json.loads(run_cli(["pcrs", "--json", str(log)]).stdout)
+    return str(doc["runs"][run]["final"]["sha256"][str(pcr)])

@@ -1,4 +1,4 @@
-"""swtpm_extcap.ssh against a real OpenSSH server (tests/sshd.py): login, host keys, jump host, errors."""
+"""swtpm_extcap.remote.ssh against a real OpenSSH server (tests/sshd.py): login, host keys, jump host, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from sshd import HOST, SshEnv, make_key, ssh_env, start_sshd  # noqa: F401  (fixture)
 
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.ssh import SSHParams, connect, wrap_priv
+from swtpm_extcap.remote.connect import connect
+from swtpm_extcap.remote.ssh import SSHParams, wrap_priv
 
 
 def _whoami(params: SSHParams) -> str:
@@ -181,3 +182,17 @@ def test_no_secret_in_process_list(ssh_env: SshEnv) -> None:
             except OSError:
                 continue
             assert secret.encode() not in cmdline
+
+
+def test_an_encrypted_key_from_ssh_config_without_agent_says_so(
+    ssh_env: SshEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    key = make_key(tmp_path / "locked", passphrase="secret words")
+    ssh_env.sshd.authorize("root", Path(str(key) + ".pub"))
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host locked\n  HostName {HOST}\n  Port {ssh_env.sshd.port}\n  User root\n"
+                      f"  IdentityFile {key}\n  UserKnownHostsFile {ssh_env.known_hosts}\n")
+    text = _error(SSHParams("locked", ssh_config=str(config)))
+    assert f"the key {key} is encrypted and no ssh-agent holds it" in text
+    assert f"ssh-add {key}" in text and "secret words" not in text

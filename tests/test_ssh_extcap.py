@@ -161,13 +161,50 @@ def test_without_asyncssh_the_listing_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An install without the asyncssh package (e.g. a venv made without dependencies)."""
-    from swtpm_extcap.extcap import LISTING_NOTE, list_interfaces
+    from swtpm_extcap.extcap.protocol import list_interfaces
 
     config = tmp_path / "config.toml"
     config.write_text('[[remote]]\nname = "pve1"\nhost = "pve1.lan"\n')
     monkeypatch.setenv("SWTPM_EXTCAP_CONFIG", str(config))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setitem(sys.modules, "asyncssh", None)  # "import asyncssh" raises ImportError
     lines = list_interfaces()
-    note = [line for line in lines if LISTING_NOTE in line]
+    note = [line for line in lines if "{value=swtpm-pve1--error}" in line]
     assert len(note) == 1 and "pip install asyncssh bcrypt" in note[0]
+    assert "{display=SWTPM pve1 error: SSH needs the asyncssh package" in note[0]
     assert any("{value=swtpm-ssh}" in line for line in lines)
+
+
+def test_a_failing_host_in_the_listing_and_its_capture_say_the_same_line(
+    ssh_env: SshEnv, world: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    logs, env = world
+    config = Path(env["SWTPM_EXTCAP_CONFIG"])
+    config.write_text(config.read_text() + '\n[[remote]]\nname = "gone"\nhost = "127.0.0.77"\n'
+                      'port = 9\nconnect_timeout = 2\n')
+    env = dict(env, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    listing = subprocess.run([sys.executable, "-m", "swtpm_extcap", "--extcap-interfaces"],
+                             env=env, cwd=REPO, capture_output=True, timeout=TIMEOUT_S)
+    assert listing.stderr == b""
+    (entry,) = [ln for ln in listing.stdout.decode().splitlines() if "{value=swtpm-gone--error}" in ln]
+    reason = entry.split("{display=SWTPM gone error: ", 1)[1].rstrip("}")
+    assert reason.startswith("SSH to 127.0.0.77:9 failed")
+    proc = _extcap(env, tmp_path / "out.pcapng", "--extcap-interface", "swtpm-gone--error")
+    assert proc.returncode == 1 and proc.stderr.decode() == f"swtpm-extcap: {reason}\n"
+
+
+def test_swtpm_ssh_with_a_log_that_does_not_exist_is_one_line(
+    ssh_env: SshEnv, world: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    import time
+
+    logs, env = world
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "swtpm_extcap", "--capture", "--fifo", str(tmp_path / "o"),
+         "--extcap-interface", "swtpm-ssh", "--remote-host", "testhost",
+         "--remote-log", str(logs / "run" / "999-swtpm.log")],
+        env=env, cwd=REPO, capture_output=True, timeout=TIMEOUT_S)
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 1 and proc.stderr.count(b"\n") == 1
+    assert b"does not exist on testhost" in proc.stderr

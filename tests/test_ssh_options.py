@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swtpm_extcap.errors import UsageError
-from swtpm_extcap.ssh_options import SSH_OPTIONS, remote_log_path, ssh_target
+from swtpm_extcap.extcap.ssh_options import SSH_OPTIONS, remote_log_path, ssh_target
 
 
 def test_sshdump_names_and_types() -> None:
@@ -14,11 +14,12 @@ def test_sshdump_names_and_types() -> None:
         "--remote-host": "string", "--remote-port": "unsigned", "--remote-username": "string",
         "--remote-password": "password", "--sshkey": "fileselect",
         "--sshkey-passphrase": "password", "--remote-priv": "radio", "--remote-log": "string",
+        "--proxycommand": "string", "--remote-reader": "string",
     }
 
 
 def test_priv_choices_are_the_connection_layers() -> None:
-    from swtpm_extcap.ssh import PRIVS
+    from swtpm_extcap.remote.ssh import PRIVS
 
     (priv,) = [o for o in SSH_OPTIONS if o.call == "--remote-priv"]
     assert tuple(c.value for c in priv.choices) == PRIVS
@@ -57,3 +58,14 @@ def test_bad_values_are_one_line_before_any_connection(values: dict[str, str], f
     with pytest.raises(UsageError, match=fragment) as info:
         ssh_target(values)
     assert "\n" not in str(info.value)
+
+
+def test_proxycommand_and_reader_reach_the_params() -> None:
+    params, _ = ssh_target({"--remote-host": "pve1", "--remote-log": "103",
+                            "--proxycommand": "nc %h %p",
+                            "--remote-reader": "/usr/local/sbin/swtpm-extcap-reader"})
+    assert params.proxy_command == "nc %h %p"
+    assert params.reader == "/usr/local/sbin/swtpm-extcap-reader"
+    for bad in ({"--proxycommand": "nc 'open"}, {"--remote-reader": "reader"}):
+        with pytest.raises(UsageError):
+            ssh_target({"--remote-host": "pve1", "--remote-log": "103", **bad})

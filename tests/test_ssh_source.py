@@ -17,8 +17,8 @@ from conftest import corpus_log_paths
 from sshd import SshEnv, ssh_env  # noqa: F401  (fixture)
 
 from swtpm_extcap.errors import UserError
-from swtpm_extcap.logparse import LogParser, Record
-from swtpm_extcap.pipeline import Pipeline
+from swtpm_extcap.swtpmlog.parser import LogParser, Record
+from swtpm_extcap.pcapng.pipeline import Pipeline
 from swtpm_extcap.sources.base import Chunk, Notice
 from swtpm_extcap.sources.ssh import SSHSource
 
@@ -192,7 +192,7 @@ def test_ten_killed_connections_lose_and_duplicate_nothing(ssh_env: SshEnv, shar
 def test_truncate_rotate_recreate_while_connected(ssh_env: SshEnv, share: Path) -> None:
     remote = share / "vm.log"
     remote.write_bytes(b"first line\npartial")
-    source = SSHSource(ssh_env.params(), str(remote), poll_s=0.05)
+    source = SSHSource(ssh_env.params(), str(remote))
     follower = Follower(source)
     follower.wait_for(lambda: Notice.BACKLOG_DONE in follower.notices())
     # copytruncate: the same file cut to 0, then written again
@@ -225,15 +225,16 @@ def test_truncate_rotate_recreate_while_connected(ssh_env: SshEnv, share: Path) 
 
 def test_log_that_appears_later_and_start_offset(ssh_env: SshEnv, share: Path) -> None:
     remote = share / "later.log"
-    follower = Follower(SSHSource(ssh_env.params(), str(remote), poll_s=0.05))
+    follower = Follower(SSHSource(ssh_env.params(), str(remote)))
     follower.wait_for(lambda: Notice.BACKLOG_DONE in follower.notices())
-    assert SSHSource(ssh_env.params(), str(remote)).backlog().size == 0
+    with pytest.raises(UserError, match="does not exist on"):  # a capture says so at once
+        SSHSource(ssh_env.params(), str(remote)).backlog()
     remote.write_bytes(b"hello\n")
     follower.wait_for(lambda: follower.data() == b"hello\n")
     follower.end()
     assert follower.notices() == [Notice.BACKLOG_DONE]
     # from an offset: only what follows it
-    follower = Follower(SSHSource(ssh_env.params(), str(remote), poll_s=0.05), start=6)
+    follower = Follower(SSHSource(ssh_env.params(), str(remote)), start=6)
     follower.wait_for(lambda: Notice.BACKLOG_DONE in follower.notices())
     with open(remote, "ab") as fh:
         fh.write(b"world\n")
@@ -293,7 +294,7 @@ def test_sudo_reads_a_root_only_log(ssh_env: SshEnv, root_only_log: Path) -> Non
     with pytest.raises(UserError) as info:
         plain.backlog()
     assert "permission denied" in str(info.value) and 'priv = "sudo"' in str(info.value)
-    dropin = Path("/etc/sudoers.d/swtpm-extcap-test")
+    dropin = Path(f"/etc/sudoers.d/swtpm-extcap-test-{os.getpid()}")
     dropin.write_text(f"{ssh_env.user.name} ALL=(root) NOPASSWD: /usr/bin/sh, /bin/sh\n")
     os.chmod(dropin, 0o440)
     try:
@@ -328,3 +329,42 @@ def test_nul_bytes_of_the_log_pass_through_big_frames(ssh_env: SshEnv, share: Pa
     follower.wait_for(lambda: len(follower.data()) == len(data))
     follower.end()
     assert follower.data() == data
+
+
+def test_the_restricted_reader_through_sudo_reads_only_its_logs(
+    ssh_env: SshEnv, root_only_log: Path, share: Path
+) -> None:
+    """The documented setup: the reader installed root-owned, a sudoers line for it alone."""
+    _need_test_user(ssh_env)
+    from swtpm_extcap.sources.ssh_script import installed_reader
+
+    reader = Path(f"/usr/local/sbin/swtpm-extcap-reader-test-{os.getpid()}")
+    reader.write_text(installed_reader(allowed=f"{share}/*.log"))
+    os.chown(reader, 0, 0)
+    reader.chmod(0o755)
+    dropin = Path(f"/etc/sudoers.d/swtpm-extcap-test-reader-{os.getpid()}")
+    dropin.write_text(f"{ssh_env.user.name} ALL=(root) NOPASSWD: {reader}\n")
+    os.chmod(dropin, 0o440)
+    secret = share / "secret.txt"
+    secret.write_bytes(b"not a log\n")
+    secret.chmod(0o600)
+    try:
+        check = subprocess.run(["visudo", "-c", "-f", str(dropin)], capture_output=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        params = ssh_env.user_params(priv="sudo", reader=str(reader))
+        source = SSHSource(params, str(root_only_log))
+        assert source.backlog().size == root_only_log.stat().st_size
+        assert b"".join(SSHSource(params, str(root_only_log)).read(threading.Event())) == \
+            root_only_log.read_bytes()
+        follower = Follower(SSHSource(params, str(root_only_log)))
+        follower.wait_for(lambda: follower.data() == root_only_log.read_bytes())
+        follower.end()
+        for path in (secret, share / ".." / share.name / "root-only.log"):
+            with pytest.raises(UserError, match="may not read"):
+                SSHSource(params, str(path)).backlog()
+        # the login may run the reader, and nothing else as root: sh is refused
+        with pytest.raises(UserError, match="sudo -n refused"):
+            SSHSource(ssh_env.user_params(priv="sudo"), str(root_only_log)).backlog()
+    finally:
+        dropin.unlink()
+        reader.unlink()

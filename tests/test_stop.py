@@ -255,4 +255,4 @@ def test_sigterm_at_once_is_a_clean_stop(tmp_path: Path) -> None:
 
 
 #: the module the capture imports right after installing its stop handlers
-FIRST_IMPORT_AFTER_THE_HANDLERS = "| swtpm_extcap.extcap"
+FIRST_IMPORT_AFTER_THE_HANDLERS = "| swtpm_extcap.extcap.protocol"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..ssh import SSHParams
+    from ..remote.ssh import SSHParams
     from .base import Source
 
 __all__ = ["LogLocation", "open_source"]
@@ -45,7 +45,7 @@ def open_source(location: LogLocation) -> Source:
         from .local import LocalFile
 
         return LocalFile(location.path)
-    from ..ssh import SSHParams
+    from ..remote.ssh import SSHParams
     from .ssh import SSHSource
 
     return SSHSource(location.ssh or SSHParams(str(location.host)), location.path)

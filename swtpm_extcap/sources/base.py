@@ -36,7 +36,16 @@ class Notice(enum.Enum):
     RECREATED = "recreated"
 
 
-Chunk = Union[bytes, Notice]
+@dataclass(frozen=True)
+class Gap:
+    """The source could not see the log for a while (an SSH link down, back, a log
+    rotated meanwhile): ``text`` says what happened and which records may be missing,
+    for the capture to show where the user looks (a frame of its own)."""
+
+    text: str
+
+
+Chunk = Union[bytes, Notice, Gap]
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,8 @@ class Source(Protocol):
 
         Yields :data:`Notice.BACKLOG_DONE` once the bytes present at the start
         have been yielded, and a notice before each switch to a new file (with a
-        ``b"\\n"`` first when the old file ended inside a line)."""
+        ``b"\\n"`` first when the old file ended inside a line); a :class:`Gap`
+        when it lost sight of the log for a while."""
         ...
 
     def explain(self, exc: OSError) -> str:

@@ -9,7 +9,12 @@ holds it back) and survives what happens to swtpm logs on a host:
   its end through the still open descriptor, then read the new one from 0;
 * deletion: keep reading the old descriptor (a running swtpm still writes to
   the deleted file) and switch as soon as a file appears at the path again
-  (VM restart: swtpm creates the file or appends to it).
+  (VM restart: swtpm creates the file or appends to it);
+* something at the path that is no regular file (a directory, a symlink to
+  ``/dev/zero`` or ``/dev/urandom``, a fifo, a symlink loop): never opened
+  nor read (``/dev/zero`` would feed the parser forever); as for deletion,
+  the old file is still read and the path waited on until a regular file is
+  there again, with one ``on_event`` line that says what is there instead.
 
 When the followed file is switched (rotation, truncation, re-creation) and what
 was yielded so far does not end with a newline, ``b"\\n"`` is yielded first, so
@@ -26,21 +31,23 @@ inotify fails, the file is polled every ``poll_interval`` seconds. In both modes
 every wake-up re-checks the file with ``fstat``/``stat``: inotify is only a hint.
 
 Errors: a :class:`PermissionError` (file or directory not readable) propagates
-from the first ``next()`` that meets it, so the caller can print one line.
+from the first ``next()`` that meets it, so the caller can print one line;
+the rule that only regular files are read is :mod:`swtpm_extcap.sources.regular`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
 
 from .base import Chunk, Notice
 from .inotify import DirWatch
+from .regular import CHUNK_SIZE, OPEN_FLAGS, file_kind, read_once  # noqa: F401 (read_once: here too)
 
-#: most bytes yielded by one chunk: a big backlog streams in constant memory
-CHUNK_SIZE = 1 << 20
 #: default polling interval (seconds) when inotify is not used
 POLL_INTERVAL = 0.02
 #: longest single block while waiting with inotify, so that ``stop`` is seen promptly
@@ -50,44 +57,6 @@ MAX_BLOCK = 0.05
 GUARD_SIZE = 256
 
 EventSink = Callable[[str], None]
-
-OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-# never block in open() on a FIFO at the path (stop could not interrupt it)
-OPEN_FLAGS |= getattr(os, "O_NONBLOCK", 0)
-
-
-def read_once(
-    path: str | os.PathLike[str],
-    stop: threading.Event,
-    *,
-    start: int = 0,
-    end: int | None = None,
-    chunk_size: int = CHUNK_SIZE,
-) -> Generator[bytes, None, None]:
-    """Yield bytes ``[start, end)`` of the file (``end`` None: to its end) in chunks
-    of at most ``chunk_size`` bytes, then end.
-
-    For "stop at end of log" (replay) mode and the last-run pass. Ends early
-    when ``stop`` is set. :class:`FileNotFoundError` and
-    :class:`PermissionError` propagate from the first ``next()``.
-    """
-    fd = os.open(os.fspath(path), OPEN_FLAGS)
-    try:
-        if start:
-            os.lseek(fd, start, os.SEEK_SET)
-        left = -1 if end is None else end - start
-        while left and not stop.is_set():
-            try:
-                data = os.read(fd, chunk_size if left < 0 else min(left, chunk_size))
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            if left > 0:
-                left -= len(data)
-            yield data
-    finally:
-        os.close(fd)
 
 
 def follow(
@@ -116,7 +85,9 @@ def follow(
     existing file), ``created`` (first open of a file that appeared later),
     ``truncated`` (same file, read again from 0), ``deleted`` / ``moved away``
     (path gone, the old file is still read), ``rotated`` / ``re-created``
-    (a new file at the path, read from 0 after the old one was drained).
+    (a new file at the path, read from 0 after the old one was drained),
+    ``not a regular file`` (the path holds a directory, a device, ...: waited on
+    like a missing file, never read).
 
     ``use_inotify``: False forces polling (tests, benchmarks).
 
@@ -182,14 +153,14 @@ class _Follower:
         self.use_inotify = use_inotify
         self.fd: int | None = None
         self.ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the open file
-        self.regular = True
         self.offset = 0  # bytes of the open file consumed (read, yielded or skipped)
         self.consumed = 0  # bytes read from all files so far: tells whether a round did anything
         self.guard = b""  # the file's last GUARD_SIZE bytes before offset
         self.ended_nl = True  # nothing yielded since the last switch, or it ended with b"\n"
         self.skip_partial = False  # drop bytes up to the first b"\n" (start inside a line)
         self.opened_before = False
-        self.path_state = "unknown"  # "present" | "missing": for on_event
+        self.path_state = "unknown"  # "present", or why there is no file: for on_event
+        self.unusable = "missing"  # why the last stat_path() found no regular file
         self.watch: DirWatch | None = None
 
     def note(self, message: str) -> None:
@@ -221,9 +192,14 @@ class _Follower:
             busy = self.consumed != before
             st = self.stat_path()
             if st is None:
-                if self.path_state != "missing":
-                    self.path_state = "missing"
-                    if self.fd is None:
+                if self.path_state != self.unusable:
+                    self.path_state = self.unusable
+                    if self.unusable != "missing":
+                        self.note(f"not a regular file: {self.path} is {self.unusable};"
+                                  " waiting for a regular file there" + (
+                                      " (still reading the old one)" if self.fd is not None
+                                      else ""))
+                    elif self.fd is None:
                         self.note(f"waiting for {self.path} to be created")
                     else:
                         gone = "deleted" if os.fstat(self.fd).st_nlink == 0 else "moved away"
@@ -233,7 +209,7 @@ class _Follower:
                 # a (new) file at the path: drain the old one, then switch to it
                 if self.fd is None:
                     how = "re-created" if self.opened_before else (
-                        "created" if self.path_state == "missing" else "opened")
+                        "opened" if self.path_state == "unknown" else "created")
                 else:
                     how = "re-created" if os.fstat(self.fd).st_nlink == 0 else "rotated"
                     for chunk in self.drain():
@@ -260,10 +236,22 @@ class _Follower:
             watch.wait(min(self.poll_interval, MAX_BLOCK), any_name=self.path_state != "present")
 
     def stat_path(self) -> os.stat_result | None:
+        """The regular file at the path; None when there is none (``unusable`` says why:
+        ``missing``, or what is there instead: a directory, a device, a symlink loop)."""
         try:
-            return os.stat(self.path)
+            st = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
+            self.unusable = "missing"
             return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            self.unusable = "a symlink loop"
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self.unusable = file_kind(st.st_mode)
+            return None
+        return st
 
     # -- switching files -------------------------------------------------------
 
@@ -274,20 +262,26 @@ class _Follower:
         """
         try:
             fd = os.open(self.path, OPEN_FLAGS)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return False
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return False
+            raise
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped after stat_path() looked: not ours to read
+            os.close(fd)
+            return False
         first = not self.opened_before
         self.fd = fd
         self.ident = (st.st_dev, st.st_ino)
-        self.regular = stat.S_ISREG(st.st_mode)
         self.offset = 0
         self.guard = b""
         self.skip_partial = False
         self.path_state = "present"
         self.opened_before = True
         start = st.st_size if self.start is None else min(self.start, st.st_size)
-        if first and how == "opened" and start > 0 and self.regular:
+        if first and how == "opened" and start > 0:
             # start there; if that is inside a line, skip the rest of it
             self.offset = start
             self.guard = _pread(fd, max(0, start - GUARD_SIZE), start)
@@ -332,10 +326,7 @@ class _Follower:
     def read_available(self) -> Iterator[Chunk]:
         """Yield what the open file holds beyond our offset (as of one fstat)."""
         fd = self.fd
-        assert fd is not None
-        if not self.regular:
-            yield from self.read_some(fd, CHUNK_SIZE)
-            return
+        assert fd is not None  # a regular file: open() takes nothing else
         size = os.fstat(fd).st_size
         if size < self.offset:
             yield from self.restart(f"shrank to {size} bytes (we had read {self.offset})")
@@ -388,7 +379,7 @@ class _Follower:
 def _pread(fd: int, start: int, end: int) -> bytes:
     """Bytes [start, end) of the file; leaves the file position at ``end`` where
     there is no ``os.pread``."""
-    if hasattr(os, "pread"):
+    if sys.platform != "win32":  # os.pread: POSIX (mypy --platform win32 knows this form)
         return os.pread(fd, end - start, start)
     os.lseek(fd, start, os.SEEK_SET)
     return os.read(fd, end - start)

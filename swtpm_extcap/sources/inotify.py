@@ -15,6 +15,7 @@ import os
 import select
 import struct
 import sys
+from typing import Any
 
 # <sys/inotify.h>
 IN_MODIFY = 0x00000002
@@ -87,7 +88,15 @@ class DirWatch:
     directory exists, and re-added when the directory is deleted or moved.
     """
 
+    # declared here too: mypy --platform win32 skips __init__ after its platform check
+    _libc: _Libc
+    _dir: bytes
+    _name: bytes
+    _poller: Any
+
     def __init__(self, directory: str, name: str) -> None:
+        if sys.platform == "win32":  # (mypy --platform win32: the rest is Linux's)
+            raise OSError("inotify is Linux only")
         self._libc = _load()
         fd = self._libc.init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:

@@ -10,8 +10,9 @@ import threading
 from collections.abc import Iterator
 
 from ..errors import UserError, reason
-from .base import Backlog, Chunk, Notice
-from .follow import OPEN_FLAGS, follow_chunks, read_once
+from .base import Backlog, Chunk, Gap, Notice
+from .follow import follow_chunks
+from .regular import OPEN_FLAGS, NotAFileError, check_regular, file_kind, read_once
 
 
 class LocalFile:
@@ -30,6 +31,7 @@ class LocalFile:
 
     def backlog(self) -> Backlog:
         try:
+            check_regular(self.path)  # a directory, /dev/zero, a fifo: never opened
             fd = os.open(self.path, OPEN_FLAGS)
         except FileNotFoundError:
             self._backlog_size = 0
@@ -40,8 +42,8 @@ class LocalFile:
             st = os.fstat(fd)
         finally:
             os.close(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise UserError(f"{self.path} is a directory, not an swtpm log")
+        if not stat.S_ISREG(st.st_mode):  # swapped between the check and open()
+            raise UserError(self.explain(NotAFileError(self.path, file_kind(st.st_mode))))
         self._backlog_size = st.st_size
         return Backlog(st.st_size, st.st_mtime)
 
@@ -57,7 +59,7 @@ class LocalFile:
             if not left:
                 yield Notice.BACKLOG_DONE
             for chunk in chunks:
-                if not left:
+                if not left or isinstance(chunk, Gap):
                     yield chunk
                 elif isinstance(chunk, Notice):  # a switch before the backlog's end ends it
                     left = 0
@@ -81,9 +83,22 @@ class LocalFile:
             return permission_hint(self.path)
         if isinstance(exc, FileNotFoundError):
             return f"{self.path} disappeared before it could be read"
+        if isinstance(exc, NotAFileError):
+            return not_a_file(self.path, exc.kind)
         if isinstance(exc, IsADirectoryError):
-            return f"{self.path} is a directory, not an swtpm log"
+            return not_a_file(self.path, "a directory")
         return f"cannot read {self.path}: {reason(exc)}"
+
+
+def not_a_file(path: str, kind: str) -> str:
+    """One line: the path holds no log file (and where a symlink leads)."""
+    target = os.path.realpath(path)
+    via = f" (a symlink to {target})" if kind != "a symlink loop" and target != os.path.abspath(
+        path) else ""
+    return (
+        f"{path} is {kind}{via}, not an swtpm log: a log is a regular file; point the"
+        " settings file or the VM's swtpm --log at one"
+    )
 
 
 def permission_hint(path: str) -> str:
@@ -108,6 +123,8 @@ def permission_hint(path: str) -> str:
 
 
 def _user_name(uid: int) -> str:
+    if sys.platform == "win32":  # no pwd there (mypy --platform win32)
+        return str(uid)
     try:
         import pwd
 

@@ -1,61 +1,60 @@
 """A log on an SSH host as a :class:`~swtpm_extcap.sources.base.Source`.
 
 The remote side is the sh reader of :mod:`.ssh_script` (nothing installed on
-the host); this side parses its frames and keeps the follow state: the inode
-being read, the byte offset in it, the last bytes before the offset (guard),
+the host), started by :mod:`.ssh_reader`; its output is checked item by item
+(:mod:`.ssh_protocol`). This side keeps the follow state: the inode being
+read, the byte offset in it, the last bytes before the offset (guard),
 whether the backlog is done, whether the last byte yielded ended a line.
 
 A dropped connection (sshd killed, network gone, a silent channel: no frame for
-:data:`DEAD_AFTER_S`) is followed by reconnects with backoff
+:data:`~.ssh_reader.DEAD_AFTER_S`) is followed by reconnects with backoff
 (:data:`BACKOFF_S`, forever, until ``stop``); the reader restarts at the exact
-offset of the last *complete* frame, so no byte is lost or yielded twice. A
-data frame is yielded only once its trailer arrived. What cannot be retried
-(the host key changed, the login or sudo refused, the log unreadable) ends the
-follow with one line.
+offset of the last byte handed on, so no byte is lost or yielded twice. A
+follow tells the capture (:class:`~swtpm_extcap.sources.base.Gap`) when the
+link went down and when it came back, and what happened to the log meanwhile:
+nothing lost, rotated (its rest read from the rotated copy, ``<log>.1``), or
+rotated with no copy left (which bytes and log lines may be missing). What
+cannot be retried (the host key changed, the login or sudo refused, the log
+unreadable, a host that sends what the reader never sends) ends the follow
+with one line.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import logging
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UserError
-from ..ssh import (
-    ConnectError,
-    Runner,
-    SSHParams,
-    Stopped,
-    connect,
-    connect_error,
-    priv_refused,
-    wrap_priv,
-)
-from .base import Backlog, Chunk, Notice
-from .ssh_script import GUARD_SIZE, PROTOCOL, SCRIPT, Frame, Mode, parse_header, script_args
-
-if TYPE_CHECKING:
-    import asyncssh
-
-log = logging.getLogger("swtpm_extcap.ssh")
+from ..remote.ssh import Runner, SSHParams, Stopped
+from .base import Backlog, Chunk, Gap, Notice
+from .ssh_protocol import Header, Item, Zeros
+from .ssh_reader import Dropped, Reader, log
+from .ssh_script import GUARD_SIZE, ROTATED, Mode, Wake
 
 #: waits before reconnect attempts 1, 2, ... (the last one repeats)
 BACKOFF_S = (0.0, 0.2, 0.5, 1.0, 2.0, 5.0)
-#: the reader sends a heartbeat every HEARTBEAT_S when idle; silence this long = dead
-HEARTBEAT_S = 2.0
-DEAD_AFTER_S = 10.0
-#: how often the remote reader looks at an idle log
-POLL_S = 0.1
-#: most bytes of a data frame handed on at once
-PIECE = 1 << 20
+#: most NUL log bytes handed on at once
+PIECE = 1 << 18
+#: not from the host: the follow's own item for "the link just went down"
+LINK_DOWN = Header("link-down")
 
 
-class _Dropped(Exception):
-    """The connection or the remote reader went away: reconnect and resume."""
+class _Misbehaved(UserError):
+    """A frame that contradicts what was asked (an offset, a length)."""
+
+
+@dataclass
+class _Down:
+    """The link is down since ``since`` (wall clock), for ``reason``."""
+
+    since: float
+    reason: str
+    offset: int
+    lines: int
 
 
 @dataclass
@@ -69,39 +68,36 @@ class _State:
     backlog_done: bool = False
     ended_nl: bool = True
     had_file: bool = False
-    pending: list[Chunk] = field(default_factory=list)
+    lines: int = 0  # log lines handed on (for the gap texts)
+    down: _Down | None = None
 
 
 class SSHSource:
     """One swtpm log on an SSH host; see :class:`~swtpm_extcap.sources.base.Source`."""
 
-    def __init__(self, params: SSHParams, path: str, *, poll_s: float = POLL_S,
+    def __init__(self, params: SSHParams, path: str, *, wake: Wake = "inotify",
                  backoff_s: tuple[float, ...] = BACKOFF_S) -> None:
         self.params = params
         self.path = path
         self.label = f"{params.where}:{path}"
-        self.poll_s = poll_s
+        self.wake = wake
         self.backoff_s = backoff_s
         self.reconnects = 0  # dropped connections resumed (tests, benchmarks)
         self._runner: Runner | None = None
-        self._conn: asyncssh.SSHClientConnection | None = None
+        self._reader: Reader | None = None
         #: the size backlog() saw: follow's BACKLOG_DONE comes right after it (as for a local file)
         self._backlog_size: int | None = None
 
     # -- the Source interface ------------------------------------------------
 
     def backlog(self) -> Backlog:
-        """Size and mtime of the remote log (0, None if it does not exist yet)."""
+        """Size and mtime of the remote log; a log that does not exist is one line."""
         stop = threading.Event()
         try:
-            frames = self._frames("stat", stop, _State(), reconnect=False)
-            for frame in frames:
-                if frame.kind == "B":
-                    self._backlog_size = int(frame.fields[0])
-                    return Backlog(self._backlog_size, float(frame.fields[1]))
-        except FileNotFoundError:
-            self._backlog_size = 0
-            return Backlog(0, None)
+            for item in self._items("stat", stop, _State(), reconnect=False):
+                if isinstance(item, Header) and item.kind == "B":
+                    self._backlog_size = item.number(0)
+                    return Backlog(self._backlog_size, float(item.number(1)))
         except OSError as exc:
             raise UserError(self.explain(exc)) from None
         raise UserError(f"{self.label}: the remote reader ended without an answer")
@@ -110,21 +106,30 @@ class SSHSource:
              ) -> Iterator[bytes]:
         """The bytes ``[start, end)`` of the remote log, resuming after drops."""
         state = _State(offset=start)
-        for frame in self._frames("read", stop, state, end=end):
-            if frame.kind == "D" and frame.data:
-                yield frame.data
-            elif frame.kind in ("X", "T", "R", "C"):  # the end, or the file changed under us
-                return
+        for item in self._items("read", stop, state, end=end):
+            if isinstance(item, Header):
+                if item.kind in ("X", "T", "R", "C", "G"):  # the end, or the file changed
+                    return
+                continue
+            for data in _pieces(item):
+                _advance(state, data)
+                if end is not None and state.offset > end:
+                    raise _Misbehaved(f"{self.label}: the remote reader sent more than was"
+                                      f" asked for (bytes {start} to {end}): capture stopped")
+                yield data
 
     def follow(self, stop: threading.Event, start: int = 0) -> Iterator[Chunk]:
         """``tail -F`` of the remote log from byte ``start``, across dropped connections."""
         state = _State(offset=start, backlog_end=self._backlog_size)
-        for frame in self._frames("follow", stop, state):
-            yield from _chunks(frame, state)
+        for item in self._items("follow", stop, state):
+            yield from _chunks(item, state, self)
 
     def explain(self, exc: OSError) -> str:
         where = self.params.where
         quoted = self.path
+        if exc.errno == errno.EPERM:
+            return (f"the reader {self.params.reader or ''} on {where} may not read {quoted}: it"
+                    " reads only the logs its ALLOWED line names; add a pattern for it there")
         if isinstance(exc, PermissionError):
             if self.params.priv == "none":
                 return (
@@ -143,50 +148,69 @@ class SSHSource:
     def close(self) -> None:
         """Close the connection and the private event loop (also done when a read ends)."""
         runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.abort()
-        runner.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.drop()
+        if runner is not None:
+            runner.close()
 
-    # -- frames over (re)connections -----------------------------------------
+    # -- items over (re)connections ------------------------------------------
 
-    def _frames(self, mode: Mode, stop: threading.Event, state: _State, *,
-                end: int | None = None, reconnect: bool = True) -> Iterator[Frame]:
+    def _items(self, mode: Mode, stop: threading.Event, state: _State, *,
+               end: int | None = None, reconnect: bool = True) -> Iterator[Item]:
         if self._runner is None:
             self._runner = Runner()
         runner = self._runner
-        reader = _Reader(self, mode, state, end)
+        if self._reader is None:
+            self._reader = Reader(self.params, self.path, self.label)
+        reader = self._reader
+
+        def start(first: bool) -> None:
+            args = {"offset": state.offset, "inode": state.inode, "guard": state.guard,
+                    "end": end}
+            runner.run(reader.start(mode, args, first=first, wake=self.wake), stop)
+
         try:
-            runner.run(reader.start(first=True), stop)
+            start(True)
             failures = 0
             while True:
                 try:
-                    frame = runner.run(reader.next_frame(), stop)
-                except _Dropped as exc:
+                    items = runner.run(reader.items(), stop)
+                except Dropped as exc:
                     if not reconnect:
                         raise UserError(f"{self.label}: the SSH connection dropped ({exc})") from None
                     log.info("%s: %s; reconnecting at offset %d", self.label, exc, state.offset)
-                    self._drop()
-                    reader.close()
+                    reader.drop()
+                    if mode == "follow" and state.down is None:
+                        state.down = _Down(time.time(), str(exc), state.offset, state.lines)
+                        yield LINK_DOWN
                     while True:
                         wait = self.backoff_s[min(failures, len(self.backoff_s) - 1)]
                         failures += 1
                         if wait and stop.wait(wait):
                             return
                         try:
-                            runner.run(reader.start(first=False), stop)
+                            start(False)
                             break
-                        except _Dropped as again:
+                        except Dropped as again:
                             log.info("%s: reconnect failed: %s", self.label, again)
-                            self._drop()
+                            reader.drop()
                     self.reconnects += 1
                     continue
                 failures = 0
-                yield frame
-                if frame.kind in ("X", "B"):
-                    return
+                for item in items:
+                    if isinstance(item, Header):
+                        if item.kind == "E":
+                            raise _oserror(item.fields[0], item.fields[1], self.path)
+                        if item.kind == "O" and item.number(2) != state.offset:
+                            raise _Misbehaved(
+                                f"{self.label}: the remote reader opened the log at byte"
+                                f" {item.number(2)}, not at {state.offset} as asked: capture stopped")
+                        yield item
+                        if item.kind in ("X", "B"):
+                            return
+                    else:  # the consumer moves state.offset on as it hands the bytes on
+                        yield item
                 if stop.is_set():
                     return
         except Stopped:
@@ -196,158 +220,25 @@ class SSHSource:
             if mode != "stat" or stop.is_set():
                 self.close()
 
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.abort()
 
-    async def connection(self, first: bool) -> asyncssh.SSHClientConnection:
-        import asyncssh
-
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
-        self._conn = None
-        try:
-            conn = await connect(self.params)
-        except ConnectError as exc:
-            if first or not exc.transient:
-                raise
-            raise _Dropped(str(exc)) from None
-        except asyncssh.Error as exc:  # pragma: no cover - connect maps these
-            raise connect_error(self.params, exc) from None
-        self._conn = conn
-        return conn
+#: one piece of NULs handed on again and again (a run of NULs allocates nothing)
+_ZEROS = bytes(PIECE)
 
 
-class _Reader:
-    """One remote reader process on the current connection; restarted after a drop."""
-
-    def __init__(self, source: SSHSource, mode: Mode, state: _State, end: int | None) -> None:
-        self.source = source
-        self.mode = mode
-        self.state = state
-        self.end = end
-        self.proc: asyncssh.SSHClientProcess[bytes] | None = None
-        # the data frame being read: bytes still to come, its size, bytes handed on, held back
-        self.left = 0
-        self.size = 0
-        self.handed = 0
-        self.held = b""
-
-    async def start(self, *, first: bool) -> None:
-        import asyncssh
-
-        source = self.source
-        params = source.params
-        state = self.state
-        conn = await source.connection(first)
-        args = script_args(
-            self.mode, source.path, offset=state.offset, inode=state.inode, guard=state.guard,
-            end=self.end, poll=source.poll_s, heartbeat_s=HEARTBEAT_S,
-        )
-        command = wrap_priv(params.priv, ["sh", "-s", "--", *args])
-        try:
-            proc = await conn.create_process(command, encoding=None)
-        except (asyncssh.Error, OSError) as exc:
-            if first:
-                raise connect_error(params, exc) from None
-            raise _Dropped(f"cannot start the reader: {exc}") from None
-        self.proc = proc
-        self.left = 0
-        proc.stdin.write(SCRIPT.encode())
-        proc.stdin.write_eof()
-        try:
-            hello = await asyncio.wait_for(proc.stdout.readline(), DEAD_AFTER_S)
-        except (asyncio.TimeoutError, asyncssh.Error, OSError) as exc:
-            raise _Dropped(f"no answer from the reader: {exc or type(exc).__name__}") from None
-        if hello == PROTOCOL:
-            return
-        # sudo/doas (or the shell) refused before the script ran
-        try:
-            err = await asyncio.wait_for(proc.stderr.read(), 2.0)
-        except (asyncio.TimeoutError, asyncssh.Error, OSError):
-            err = b""
-        text = err.decode("utf-8", "replace")
-        refused = priv_refused(params.priv, text, params.where)
-        if refused is not None:
-            raise refused
-        if not hello and not text and not first:
-            raise _Dropped("the reader ended before it started")
-        first_line = next((ln.strip() for ln in text.splitlines() if ln.strip()), repr(hello[:60]))
-        raise UserError(f"{source.label}: the remote reader could not start: {first_line}"
-                        " (the host needs a POSIX sh with stat, dd, tail, head: Linux with"
-                        " GNU coreutils or BusyBox)")
-
-    async def next_frame(self) -> Frame:
-        """The next frame; a data frame comes in pieces of at most :data:`PIECE` bytes.
-
-        A piece holds back its trailing NUL bytes: only they can be padding
-        (the file shrank during the read), which the frame's ``V`` trailer
-        tells. So every byte handed on is the log's, and a drop inside a frame
-        resumes right after the last byte handed on."""
-        import asyncssh
-
-        proc = self.proc
-        if proc is None:
-            raise _Dropped("no reader")
-        try:
-            if self.left:
-                return await self._piece(proc)
-            line = await asyncio.wait_for(proc.stdout.readline(), DEAD_AFTER_S)
-            if not line:
-                raise _Dropped("the connection closed")
-            try:
-                kind, fields = parse_header(line)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise _Dropped(f"garbled frame: {exc}") from None
-            if kind == "D":
-                self.left = self.size = int(fields[0])
-                self.handed = 0
-                self.held = b""
-                return await self._piece(proc)
-        except asyncio.IncompleteReadError:
-            raise _Dropped("the connection closed inside a frame") from None
-        except asyncio.TimeoutError:
-            raise _Dropped(f"no frame for {DEAD_AFTER_S:g} s") from None
-        except (asyncssh.Error, OSError) as exc:
-            raise _Dropped(str(exc) or type(exc).__name__) from None
-        if kind == "E":
-            raise _oserror(fields[0], fields[1], self.source.path)
-        return Frame(kind, fields)
-
-    async def _piece(self, proc: asyncssh.SSHClientProcess[bytes]) -> Frame:
-        want = min(self.left, PIECE)
-        piece = await asyncio.wait_for(proc.stdout.readexactly(want), DEAD_AFTER_S)
-        self.left -= want
-        data = self.held + piece
-        if self.left:
-            keep = len(data.rstrip(b"\0"))
-            data, self.held = data[:keep], data[keep:]
-        else:  # the trailer says how much of the frame is the log's
-            self.held = b""
-            trailer = await asyncio.wait_for(proc.stdout.readline(), DEAD_AFTER_S)
-            try:
-                tkind, tfields = parse_header(trailer)
-            except (ValueError, UnicodeDecodeError):
-                tkind, tfields = "", ()
-            if tkind != "V":
-                raise _Dropped(f"data frame without its trailer: {trailer[:40]!r}")
-            data = data[: max(0, int(tfields[0]) - self.handed)]
-        self.handed += len(data)
-        _advance(self.state, data)
-        return Frame("D", (), data)
-
-    def close(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            try:
-                proc.close()
-            except Exception:  # noqa: BLE001 - the channel may be gone already
-                pass
+def _pieces(item: bytes | Zeros) -> Iterator[bytes]:
+    if isinstance(item, Zeros):
+        left = item.count
+        while left:
+            n = min(left, PIECE)
+            yield _ZEROS if n == PIECE else _ZEROS[:n]
+            left -= n
+    elif item:
+        yield item
 
 
 def _advance(state: _State, data: bytes) -> None:
     state.offset += len(data)
+    state.lines += data.count(b"\n")
     if len(data) >= GUARD_SIZE:
         state.guard = data[-GUARD_SIZE:]
     else:
@@ -356,46 +247,71 @@ def _advance(state: _State, data: bytes) -> None:
 
 def _oserror(code: str, text: str, path: str) -> OSError:
     kinds: dict[str, Any] = {"ENOENT": FileNotFoundError, "EACCES": PermissionError,
-                             "EISDIR": IsADirectoryError}
+                             "EISDIR": IsADirectoryError, "EPERM": OSError}
     number = getattr(errno, code, errno.EIO)
     return kinds.get(code, OSError)(number, text, path)  # type: ignore[no-any-return]
 
 
-def _chunks(frame: Frame, state: _State) -> Iterator[Chunk]:
-    """A follow frame as chunks and notices, in order (the state's offset already moved)."""
-    kind = frame.kind
-    if kind == "D":
-        data = frame.data
-        if not data:
-            return
-        if not state.backlog_done and state.backlog_end is not None:
-            before = state.offset - len(data)
-            cut = state.backlog_end - before
-            if cut <= 0:
-                state.backlog_done = True
-                yield Notice.BACKLOG_DONE
-            elif cut < len(data):
-                yield data[:cut]
-                state.backlog_done = True
-                yield Notice.BACKLOG_DONE
-                data = data[cut:]
-        state.ended_nl = data.endswith(b"\n")
-        yield data
-        if not state.backlog_done and state.backlog_end is not None and state.offset >= state.backlog_end:
-            state.backlog_done = True
-            yield Notice.BACKLOG_DONE
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def _gap_back(state: _State, source: SSHSource, how: str) -> Gap:
+    """The link is back: how long it was down, and what the reader found."""
+    down = state.down
+    assert down is not None
+    state.down = None
+    now = time.time()
+    return Gap(f"swtpm-extcap: the SSH link to {source.params.where} is back at {_clock(now)},"
+               f" down {now - down.since:.0f} s since {_clock(down.since)}: {how}")
+
+
+def _chunks(item: Item, state: _State, source: SSHSource) -> Iterator[Chunk]:
+    """One follow item as chunks, notices and gaps, in order (the offset already moved)."""
+    if not isinstance(item, Header):
+        for data in _pieces(item):
+            yield from _data(data, state)
         return
+    kind = item.kind
+    if item is LINK_DOWN:
+        down = state.down
+        assert down is not None
+        yield Gap(f"swtpm-extcap: the SSH link to {source.params.where} went down at"
+                  f" {_clock(down.since)} ({down.reason}); reconnecting. The capture goes on"
+                  f" after byte {down.offset} of the log (line {down.lines}) when it is back")
+        return
+    if state.down is not None:
+        path = source.path
+        if kind == "O":
+            yield _gap_back(state, source, f"resumed at byte {state.offset} of the same log;"
+                            " nothing lost")
+        elif kind == "Q":
+            yield _gap_back(state, source, f"the log was rotated meanwhile; the rest of the"
+                            f" old file is read from {path}{ROTATED[item.number(0)]} from byte"
+                            f" {state.offset}; nothing lost")
+        elif kind == "G":
+            copies = ", ".join(path + s for s in ROTATED)
+            yield _gap_back(state, source, f"the log was rotated or truncated meanwhile and no"
+                            f" rotated copy holds it ({copies}): what swtpm wrote to the old file"
+                            f" after byte {item.number(0)} (after log line {state.lines}),"
+                            f" from {_clock(state.down.since)} until the switch, may be missing")
+        elif kind in ("W", "C", "T", "N"):
+            yield _gap_back(state, source, {"W": f"{path} is gone; waiting for it",
+                                            "C": "the log was re-created meanwhile",
+                                            "T": "the log was truncated meanwhile",
+                                            "N": "the log appeared meanwhile"}[kind])
     if kind == "O":
-        state.inode, size, offset = frame.fields[0], int(frame.fields[1]), int(frame.fields[2])
+        state.inode, size = item.fields[0], item.number(1)
         state.had_file = True
-        if state.offset != offset:
-            state.guard = b""
-        state.offset = offset
         if state.backlog_end is None:
             state.backlog_end = size
         if not state.backlog_done and state.offset >= state.backlog_end:
             state.backlog_done = True
             yield Notice.BACKLOG_DONE
+        return
+    if kind == "Q":
+        state.inode = item.fields[1]
+        state.had_file = True
         return
     if kind == "W":
         if not state.backlog_done:
@@ -417,5 +333,26 @@ def _chunks(frame: Frame, state: _State) -> Iterator[Chunk]:
         notice = {"R": Notice.ROTATED, "C": Notice.RECREATED, "N": Notice.RECREATED}[kind]
         if kind != "N" or state.had_file:
             yield notice
-        state.inode = frame.fields[0]
+        state.inode = item.fields[0]
         state.had_file = True
+
+
+def _data(data: bytes, state: _State) -> Iterator[Chunk]:
+    """Log bytes, with BACKLOG_DONE right where the backlog ends."""
+    before = state.offset
+    _advance(state, data)
+    if not state.backlog_done and state.backlog_end is not None:
+        cut = state.backlog_end - before
+        if cut <= 0:
+            state.backlog_done = True
+            yield Notice.BACKLOG_DONE
+        elif cut < len(data):
+            yield data[:cut]
+            state.backlog_done = True
+            yield Notice.BACKLOG_DONE
+            data = data[cut:]
+    state.ended_nl = data.endswith(b"\n")
+    yield data
+    if not state.backlog_done and state.backlog_end is not None and state.offset >= state.backlog_end:
+        state.backlog_done = True
+        yield Notice.BACKLOG_DONE

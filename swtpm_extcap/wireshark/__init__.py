@@ -1,0 +1,1 @@
+"""The Wireshark side: the Lua plugin, the SWTPM profile, and their installer."""

@@ -31,6 +31,16 @@ if set_plugin_info then
     })
 end
 
+-- Registered once, however many copies Wireshark finds (a system-wide and a personal
+-- install, or -X lua_script beside an installed copy): the first copy loaded registers,
+-- a later one stops here. A second Proto of the same name would be an error dialog at
+-- every start. Wireshark loads the global folder's plugins first, then the personal ones.
+-- (Each plugin runs in an environment of its own: the mark goes into the shared _G.)
+if _G.swtpm_extcap_loaded then
+    return
+end
+_G.swtpm_extcap_loaded = PLUGIN_VERSION
+
 -- the parts: swtpm/<name>.lua next to this file. Wireshark also runs every .lua file under
 -- its plugin folder by itself; a part run that way sees no token and does nothing.
 local DIR = (debug.getinfo(1, "S").source or ""):match("^@(.*[/\\])") or ""

@@ -1,0 +1,1 @@
+"""The commands' I/O edges: ``convert`` and ``pcrs`` (files, stdin, stdout)."""

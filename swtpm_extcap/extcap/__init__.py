@@ -1,0 +1,1 @@
+"""Wireshark's extcap protocol: the verbs, the options, the capture engine, fifo and signals."""

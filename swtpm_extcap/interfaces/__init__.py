@@ -1,0 +1,1 @@
+"""Which logs are capture interfaces: the settings file, local discovery, the demo, remote VMs."""
