@@ -1,4 +1,5 @@
-"""The generated tables of the Lua plugin (swtpm_extcap/wireshark/tablegen.py -> swtpm/tables.lua).
+"""The generated tables of the Lua plugin (swtpm_extcap/tpm/reference.py reads the TCG reference,
+swtpm_extcap/wireshark/tablegen.py writes swtpm/tables.lua).
 
 The committed tables are exactly what the generator makes from the committed
 copy of the TCG reference files (tests/data/tpm-reference), and from the
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from luatshark import LUA, clean_env
+from swtpm_extcap.tpm import layouts, reference
 from swtpm_extcap.wireshark import tablegen
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +54,7 @@ def _reference_command_codes(folder: Path) -> dict[str, int]:
 def test_every_command_code_of_the_reference_has_a_signature() -> None:
     codes = _reference_command_codes(COMMITTED_REFERENCE)
     assert len(codes) >= 128 and max(codes.values()) == 0x1A1
-    ref = tablegen.read_reference(COMMITTED_REFERENCE)
+    ref = reference.read_reference(COMMITTED_REFERENCE)
     assert set(codes.values()) == set(ref.commands)
     tables = TABLES.read_text()
     for name, code in codes.items():
@@ -60,7 +62,7 @@ def test_every_command_code_of_the_reference_has_a_signature() -> None:
 
 
 def test_signatures_follow_the_specification() -> None:
-    ref = tablegen.read_reference(COMMITTED_REFERENCE)
+    ref = reference.read_reference(COMMITTED_REFERENCE)
     nv_read = ref.commands[0x14E]
     assert [m.name for m in nv_read.request_handles] == ["authHandle", "nvIndex"]
     assert [m.name for m in nv_read.request_params] == ["size", "offset"]
@@ -72,17 +74,17 @@ def test_signatures_follow_the_specification() -> None:
     assert [m.name for m in create_primary.response_handles] == ["objectHandle"]
     assert ref.commands[0x12E].name == "SetPrimaryPolicy"  # Wireshark 4.0 decodes it as CreatePrimary
     public = ref.layouts["TPMT_PUBLIC"]
-    assert isinstance(public, tablegen.Struct)
+    assert isinstance(public, layouts.Struct)
     assert [(m.name, m.selector) for m in public.members] == [
         ("type", None), ("nameAlg", None), ("objectAttributes", None), ("authPolicy", None),
         ("parameters", "type"), ("unique", "type")]
     selection = ref.layouts["TPMS_PCR_SELECTION"]
-    assert isinstance(selection, tablegen.Struct)
-    assert selection.members[2] == tablegen.Member("pcrSelect", "BYTE", "sizeofSelect")
+    assert isinstance(selection, layouts.Struct)
+    assert selection.members[2] == layouts.Member("pcrSelect", "BYTE", "sizeofSelect")
 
 
 def test_response_code_names_and_bits_from_the_reference() -> None:
-    ref = tablegen.read_reference(COMMITTED_REFERENCE)
+    ref = reference.read_reference(COMMITTED_REFERENCE)
     rc = ref.constants["TPM_RC"]
     assert rc[0x09D] == "TPM_RC_POLICY_FAIL" and rc[0x922] == "TPM_RC_RETRY" and rc[0x101] == "TPM_RC_FAILURE"
     assert "TPM_RC_H" not in rc.values() and "TPM_RC_1" not in rc.values()
