@@ -56,8 +56,8 @@ def messages_pcapng(path: Path, messages: Sequence[bytes | tuple[bool, bytes]],
                     comments: Sequence[str] | None = None, port: int = CLIENT_PORT) -> Path:
     """A capture of TPM messages: alternately request and response unless given as
     ``(is_request, bytes)``; one frame each, 1 ms apart; optional frame comments."""
-    from swtpm_extcap import pcapng
-    from swtpm_extcap.frames import build_frame
+    from swtpm_extcap.pcapng import writer as pcapng
+    from swtpm_extcap.pcapng.tcp import build_frame
 
     frames = []
     seq = {True: 1, False: 1}

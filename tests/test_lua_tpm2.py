@@ -308,7 +308,7 @@ def test_bounded_items_per_frame(tmp_path: Path, env) -> None:
     """120 comment lines of 64 KB: notes capped, no "more than 1000000 items"; a list that
     says it has 2^32-1 elements: the first elements, then one expert item."""
     from swtpm_extcap import pcapng
-    from swtpm_extcap.frames import build_frame
+    from swtpm_extcap.pcapng.tcp import build_frame
 
     big = "\n".join(f"pcr: extend #{i} PCR 7 sha256 = " + "ab" * 32000 for i in range(120))
     frame = build_frame(50000, 2321, 1, 1, 0x18, bytes.fromhex("80010000000c000001440000"), run=0, line=1)
@@ -382,6 +382,66 @@ def test_policy_notes_become_fields_experts_and_statistics(tmp_path: Path, env) 
     assert rows[2]["swtpm.policy.check"].startswith("digest not known to the replay")
     report = tshark(env, "-q", "-z", "swtpm,commands", "-r", str(pcap))
     assert "policy: explain notes: 1" in report
+
+
+POLICY = REPO / "tests" / "data" / "policy"
+
+
+def test_policy_notes_of_a_real_recording(tmp_path: Path, env) -> None:
+    """pcr-seal.log (a real swtpm, tests/data/policy): the replay's notes as the plugin's fields:
+    each PolicyGetDigest answer checked, the failed Unseal explained with an Expert Info error."""
+    pcap = write_pcapng((POLICY / "pcr-seal.log").read_bytes(), tmp_path / "pcr-seal.pcapng",
+                        start_us=1_700_000_000_000_000)
+    rows = _fields(env, pcap, "swtpm.policy.explain || swtpm.policy.check",
+                   ["swtpm.cc", "tpm2.rc.name", "swtpm.policy.check", "swtpm.policy.explain",
+                    "_ws.expert.severity"])
+    checks = [r for r in rows if r["swtpm.policy.check"]]
+    assert len(checks) == 3 and {r["swtpm.cc"] for r in checks} == {"0x00000189"}  # PolicyGetDigest
+    assert {r["swtpm.policy.check"] for r in checks} == {"digest matches replay"}
+    [failed] = [r for r in rows if r["swtpm.policy.explain"]]
+    assert failed["swtpm.cc"] == "0x0000015e" and failed["tpm2.rc.name"] == "TPM_RC_POLICY_FAIL"
+    assert failed["swtpm.policy.explain"].startswith("Unseal at line 1182 failed (TPM_RC_POLICY_FAIL")
+    assert "extend #5 at line 984" in failed["swtpm.policy.explain"]
+    assert "8388608" in failed["_ws.expert.severity"].split("|")  # PI_ERROR
+    report = tshark(env, "-q", "-z", "swtpm,commands", "-r", str(pcap))
+    assert "policy: explain notes: 1" in report
+
+
+def test_notice_frames_of_the_ssh_source(tmp_path: Path, env) -> None:
+    """A capture's notices (pcapng/notice.py, UDP port 2325): link down, back, records lost, as
+    swtpm.notice.* fields with an Expert Info warning; the TPM frames around them decode."""
+    from swtpm_extcap.pcapng.pipeline import Pipeline
+
+    log = (POLICY / "pcr-seal.log").read_bytes()
+    half = log.index(b"\n", len(log) // 2) + 1
+    texts = ["swtpm-extcap: the SSH link to pve1 went down at 10:00:00 (timeout); reconnecting."
+             " The capture goes on after byte 900 of the log (line 9) when it is back",
+             "swtpm-extcap: the SSH link to pve1 is back at 10:00:09, down 9 s since 10:00:00:"
+             " resumed at byte 900 of the same log; nothing lost",
+             "swtpm-extcap: the SSH link to pve1 is back at 10:01:00, down 5 s since 10:00:55: the"
+             " log was rotated or truncated meanwhile and no rotated copy holds it (/l.1): what"
+             " swtpm wrote to the old file after byte 900 (after log line 9), from 10:00:55 until"
+             " the switch, may be missing"]
+    pcap = tmp_path / "notices.pcapng"
+    with open(pcap, "wb") as out:
+        pipe = Pipeline(out, name="swtpm:t", description="t", start_us=1_700_000_000_000_000)
+        pipe.feed(log[:half])
+        for i, text in enumerate(texts):
+            pipe.notice(text, 1_700_000_100_000_000 + i)
+        pipe.feed(log[half:])
+        pipe.close()
+    rows = _fields(env, pcap, "swtpm.notice", ["swtpm.notice.event", "swtpm.notice.lost",
+                                               "swtpm.notice.text", "_ws.col.Info", "_ws.expert.severity",
+                                               "_ws.expert.message", "swtpm.run"])
+    assert [r["swtpm.notice.event"] for r in rows] == ["link down", "link back", "records lost"]
+    assert [r["swtpm.notice.lost"] for r in rows] == ["0", "0", "1"]
+    assert [r["swtpm.notice.text"] for r in rows] == [r["_ws.col.Info"] for r in rows] == texts
+    for row, text in zip(rows, texts):
+        assert "6291456" in row["_ws.expert.severity"].split("|")  # PI_WARN
+        assert text[:120] in row["_ws.expert.message"] and row["swtpm.run"] == ""
+    assert tshark(env, "-r", str(pcap), "-Y", "swtpm.notice.lost == 1", "-T", "fields", "-e", "frame.number").split() \
+        == [tshark(env, "-r", str(pcap), "-Y", "udp.port == 2325", "-T", "fields", "-e", "frame.number").split()[2]]
+    assert len(_fields(env, pcap, "tpm2.responseCode == 0x99d", ["frame.number"])) == 1  # the Unseal after
 
 
 # ------------------------------------------------------------------ what each mode adds

@@ -11,6 +11,7 @@
 --   swtpm/tpm12.lua   "tpm12": TPM 1.2 messages
 --   swtpm/ctrl.lua    "swtpm.ctrl": swtpm's control channel (TCP port 2323)
 --   swtpm/notes.lua   frame comments as fields (pcr:, policy:, any other line)
+--   swtpm/notice.lua  "swtpm.notice": a capture's own notices (UDP port 2325: SSH link down/back)
 --   swtpm/stats.lua   Statistics > SWTPM > TPM commands and `tshark -z swtpm,commands`
 -- This file registers the protocols and the "swtpm" postdissector (every frame of an
 -- swtpm-extcap capture): the log line and run the frame comes from (swtpm.line, swtpm.run)
@@ -65,6 +66,7 @@ S.tpm12 = part("tpm12")
 S.tpm2 = part("tpm2")
 S.ctrl = part("ctrl")
 S.notes = part("notes")
+S.notice = part("notice")
 S.stats = part("stats")
 
 local state, treemod, tpm2, tpm12, notes = S.state, S.tree, S.tpm2, S.tpm12, S.notes
@@ -425,6 +427,7 @@ function p_swtpm.dissector(tvb, pinfo, tree)
             end
         end
         if line == 0 then line = nil end
+        if run == 0 then run = nil end  -- a frame of no run (a notice)
     end
     if line == nil and kind == nil and comments == nil then
         if ctx.visible and item ~= tree then item:set_hidden() end
