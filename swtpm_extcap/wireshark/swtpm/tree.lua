@@ -124,46 +124,28 @@ function Ctx:wants(f)
     return r
 end
 
+-- Whether one more item of field f goes into the tree (wanted, and under MAX_ITEMS).
+local function admit(ctx, f)
+    if not ctx:wants(f) then return false end
+    local items = ctx.items + 1
+    ctx.items = items
+    if items > M.MAX_ITEMS then
+        ctx.overflow = true
+        return false
+    end
+    return true
+end
+
 -- Add field f over [off, off + len) of the message under parent. Returns the new item, or
 -- nil when none was added (not wanted, too many items).
 function Ctx:add(parent, f, off, len)
-    local mode = self.mode
-    if mode == M.NONE then return nil end
-    if mode == M.SOME then
-        local r = self.ref[f]
-        if r == nil then
-            r = self.tree:referenced(f)
-            self.ref[f] = r
-        end
-        if not r then return nil end
-    end
-    local items = self.items + 1
-    self.items = items
-    if items > M.MAX_ITEMS then
-        self.overflow = true
-        return nil
-    end
+    if not admit(self, f) then return nil end
     return parent:add(f, self.tvb(off, len))
 end
 
 -- Same, with a value of our own (a generated field: no bytes of its own; len 0).
 function Ctx:add_value(parent, f, off, len, value)
-    local mode = self.mode
-    if mode == M.NONE then return nil end
-    if mode == M.SOME then
-        local r = self.ref[f]
-        if r == nil then
-            r = self.tree:referenced(f)
-            self.ref[f] = r
-        end
-        if not r then return nil end
-    end
-    local items = self.items + 1
-    self.items = items
-    if items > M.MAX_ITEMS then
-        self.overflow = true
-        return nil
-    end
+    if not admit(self, f) then return nil end
     local item
     if len == 0 and off == 0 then
         item = parent:add(f, value)  -- no TvbRange: offset 0, length 0 of the frame
