@@ -451,6 +451,21 @@ def test_notice_frames_of_the_ssh_source(tmp_path: Path, env) -> None:
 # ------------------------------------------------------------------ what each mode adds
 
 
+@pytest.mark.parametrize("flt", [
+    "tpm2.pcr == 16", "tpm2.TPMA_SESSION.encrypt == 1", "tpm2.TPMA_OBJECT.sign == 1",
+    "tpm2.TPMA_NV.AUTHREAD == 1", "tpm2.handle.type == 0x81", "tpm2.handle == 0x40000001",
+    "tpm2.nvIndex == 0x01500020", "tpm2.rc.session == 1", "tpm2.property.TPM_PT == 0x100",
+    "tpm2.hashAlg == 0x000b", "tpm2.encrypted", "tpm2.capability == 6"])
+def test_a_filter_alone_finds_what_the_shown_tree_has(recorded, env, flt: str) -> None:
+    """tshark -Y F with the summary lines (only F's fields are added: a value whose parent
+    item is not wanted, a PCR of a selection, a bit of an attribute, a handle's type, goes
+    in beside it) matches the frames of -V (every item)."""
+    pcap = str(recorded["session"])
+    summary = tshark(env, "-r", pcap, "-Y", flt).splitlines()
+    full = re.findall(r"^Frame \d+:", tshark(env, "-r", pcap, "-Y", flt, "-V"), re.M)
+    assert summary and len(summary) == len(full), flt
+
+
 def test_the_same_values_whatever_the_filter(recorded, env) -> None:
     """With a filter (only referenced fields added), with -V (all) and with fields: the
     same values (the lazy path adds exactly what was asked)."""

@@ -139,11 +139,11 @@ local function walk_member(ctx, parent, m, off, stop, values)
             if m[1] == "pcrSelect" and count > 0 then
                 local pcrs = pcr_list(ctx.s, off, count)
                 ctx.pcrs = pcrs
+                local pcr_f = F.pcr
+                if ctx:wants(pcr_f) then  -- (a filter on tpm2.pcr alone: beside the selection)
+                    for _, p in ipairs(pcrs) do ctx:add_value(item or parent, pcr_f, off, 0, p) end
+                end
                 if item then
-                    local pcr_f = F.pcr
-                    if ctx:wants(pcr_f) then
-                        for _, p in ipairs(pcrs) do ctx:add_value(item, pcr_f, off, 0, p) end
-                    end
                     ctx:text(item, #pcrs > 0 and (" (PCR " .. concat(pcrs, ", ") .. ")") or " (none)")
                 end
             end
@@ -233,18 +233,17 @@ walk_type = function(ctx, parent, tname, fid, name, off, stop, prefix)
         if off + n > stop then return truncated(ctx, parent, name, off, stop, n) end
         local v = n <= 4 and uint(s, off, n) or nil
         local item = ctx:add(parent, FIELD[fid], off, n)
-        if item then
-            if t[5] then
-                local bits = F.bits[t[5]]
-                if bits then
-                    for _, bf in ipairs(bits) do ctx:add(item, bf, off, n) end
-                end
+        local at = item or parent  -- a filter on a bit alone: the bits without their number
+        if t[5] then
+            local bits = F.bits[t[5]]
+            if bits then
+                for _, bf in ipairs(bits) do ctx:add(at, bf, off, n) end
             end
-            if t[6] and v then  -- a handle: its range
-                ctx:add_value(item, F.handle_type, off, 0, floor(v / 0x1000000))
-            end
-            if prefix then item:prepend_text(prefix) end
         end
+        if t[6] and v then  -- a handle: its range
+            ctx:add_value(at, F.handle_type, off, 0, floor(v / 0x1000000))
+        end
+        if prefix and item then item:prepend_text(prefix) end
         return off + n, v
     end
     if kind == "b" then
@@ -564,10 +563,9 @@ local function add_handles(ctx, parent, list, off, stop)
         local v = uint(ctx.s, off, 4)
         handles[#handles + 1] = v
         local item = ctx:add(parent, FIELD[m[3]], off, 4)
-        if item then
-            ctx:add_value(item, F.handle_type, off, 0, floor(v / 0x1000000))
-            ctx:add_value(item, F.handle, off, 0, v)
-        end
+        -- (with a filter on the type alone, the handle's own item is not there: beside it)
+        ctx:add_value(item or parent, F.handle_type, off, 0, floor(v / 0x1000000))
+        ctx:add_value(item or parent, F.handle, off, 0, v)
         if C and ctx.compat then
             ctx:add(ctx.compat_item or parent, C.handle[m[2]] or C.handle.TPM_HANDLE, off, 4)
         end
