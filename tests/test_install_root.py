@@ -103,7 +103,7 @@ def test_the_demo_ran_with_the_plugin_as_root(machine: Machine) -> None:
     loaded (only the plugin names the command on a response)."""
     out = machine.readme.stdout
     assert "$ tshark -i swtpm-demo" in out
-    assert "[TPM Response] TPM2_CC_Startup, Response Code TPM2 Success" in out, out[-2000:]
+    assert "[TPM Response] TPM_CC_Startup: TPM_RC_SUCCESS" in out, out[-2000:]
 
 
 def test_the_global_profile_is_what_tshark_c_swtpm_loads(machine: Machine, tmp_path: Path) -> None:
