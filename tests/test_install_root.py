@@ -127,7 +127,7 @@ def test_a_personal_install_beside_the_system_one_registers_once(
     personal = home / ".local" / "lib" / "wireshark" / "plugins" / "swtpm.lua"
     assert personal.is_file()
     lines, stderr = plugin_lines(machine, home)
-    assert sum("lua script" in line for line in lines) == 2, lines  # both loaded ...
+    assert sum(line.startswith("swtpm.lua\t") for line in lines) == 2, lines  # both loaded ...
     assert "Lua: Error" not in stderr and "two protocols" not in stderr, stderr  # ... one registers
     pcap = write_pcapng(TPM12_LOG.read_bytes(), tmp_path / "t12.pcapng")
     shown = machine.run("tshark", "-r", str(pcap), "-Y", "tpm12", home=home)

@@ -310,7 +310,8 @@ def _tpm2_names(env: dict[str, str]) -> dict[int, str]:
     if not _TPM2_NAMES:
         for line in run_tshark(env, "-G", "values").splitlines():
             cols = line.split("\t")
-            if len(cols) == 4 and cols[:2] == ["V", "tpm.req.cc"]:
+            # (an installed plugin's field of the same name lists the TPM_CC_ names too)
+            if len(cols) == 4 and cols[:2] == ["V", "tpm.req.cc"] and cols[3].startswith("TPM2_CC_"):
                 _TPM2_NAMES[int(cols[2], 16)] = cols[3]
     return _TPM2_NAMES
 

@@ -47,11 +47,13 @@ from .folders import (  # the folder rule, also the installer's face for its use
     profiles_dir,
 )
 from .scope import (
+    PLUGIN_PARTS,
     ROOT_NOTE,
     ROOT_UNINSTALL_NOTE,
     other_copy_note,
     present,
     remove_copy,
+    remove_parts,
     wants_system,
 )
 
@@ -60,8 +62,7 @@ if TYPE_CHECKING:
 
 LAUNCHER = "swtpm-extcap"
 PLUGIN = "swtpm.lua"
-#: the plugin's parts: swtpm.lua loads them from the folder of this name next to it
-PLUGIN_PARTS = "swtpm"
+# the plugin's parts: swtpm.lua loads them from the folder PLUGIN_PARTS next to it (scope)
 PROFILE = "SWTPM"
 #: the profile's files, shipped in swtpm_extcap/wireshark/profile/
 PROFILE_FILES = ("preferences", "colorfilters")
@@ -283,13 +284,7 @@ def write_plugin(target: Path) -> None:
 
 def _remove_plugin(target: Path) -> bool:
     """Remove swtpm.lua and its parts (the folder too, when nothing else is left in it)."""
-    parts = target.parent / PLUGIN_PARTS
-    for name in plugin_parts():
-        _remove(parts / name)
-    try:
-        parts.rmdir()
-    except OSError:
-        pass
+    remove_parts(target)
     return _remove(target)
 
 

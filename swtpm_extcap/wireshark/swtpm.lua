@@ -12,7 +12,7 @@
 --   swtpm/ctrl.lua    "swtpm.ctrl": swtpm's control channel (TCP port 2323)
 --   swtpm/notes.lua   frame comments as fields (pcr:, policy:, any other line)
 --   swtpm/notice.lua  "swtpm.notice": a capture's own notices (UDP port 2325: SSH link down/back)
---   swtpm/stats.lua   Statistics > SWTPM > TPM commands and `tshark -z swtpm,commands`
+--   swtpm/stats.lua   Statistics > TPM commands (swtpm-extcap) and `tshark -z swtpm,commands`
 -- This file registers the protocols and the "swtpm" postdissector (every frame of an
 -- swtpm-extcap capture): the log line and run the frame comes from (swtpm.line, swtpm.run)
 -- and for TPM and control messages the request/response link: swtpm.cc (the command on

@@ -1,7 +1,7 @@
 -- swtpm/stats.lua: per TPM command, how often it was sent, how it failed (by response code)
 -- and how long the TPM took (min/mean/max from the request to its response).
 --
--- Statistics > SWTPM > TPM commands (the GUI) and `tshark -z swtpm,commands` print the same
+-- Statistics > TPM commands (swtpm-extcap) (the GUI) and `tshark -z swtpm,commands` print the same
 -- report. It is made from what the first pass over the file recorded (swtpm/state.lua), so
 -- it costs nothing per frame and covers every frame of the file, whatever the display filter.
 local token, S = ...
