@@ -108,12 +108,19 @@ def test_convert_then_filter_then_pcrs_as_the_readme_shows(reader: Reader) -> No
     assert (reader.work / "103-swtpm.pcapng").is_file()
     assert "306 TPM records" in convert.stderr  # its summary line
 
-    failed_unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng"))
+    failed_unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng -Y 'swtpm.cc"))
     assert failed_unseals.returncode == 0 and "tshark:" not in failed_unseals.stderr, failed_unseals.stderr
     assert failed_unseals.stdout == ""  # the corpus log's Unseals succeed
     # the same filter without the failure test finds them: the plugin's field is there
-    unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng").replace(" && tpm.resp.rc != 0", ""))
+    unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng -Y 'swtpm.cc").replace(
+        " && tpm.resp.rc != 0", ""))
     assert unseals.stdout.count("Unseal") >= 4, unseals.stdout + unseals.stderr
+    # the decoder's fields: the PolicyPCRs that bind PCR 7 (three: one per Unseal and a trial)
+    policy_pcr = run(reader, readme_command("tshark -r 103-swtpm.pcapng -Y 'tpm2.pcr"))
+    rows = policy_pcr.stdout.splitlines()
+    assert len(rows) == 3 and all("TPM_CC_PolicyPCR" in r and "sha256: PCR 7" in r for r in rows), rows
+    report = run(reader, readme_command("tshark -r 103-swtpm.pcapng -q -z"))
+    assert "TPM commands (swtpm-extcap)" in report.stdout and "153 requests" in report.stdout, report.stdout
 
     diff = run(reader, readme_command("swtpm-extcap pcrs --diff"))
     assert diff.returncode == 0, diff.stderr

@@ -1,8 +1,8 @@
 -- swtpm/notes.lua: the lines of a frame's comments, as fields.
 --
---   pcr: ...                      the PCR replay (swtpm_extcap/pcrnotes.py): swtpm.pcr, and for
+--   pcr: ...                      the PCR replay (swtpm_extcap/pcapng/notes.py): swtpm.pcr, and for
 --                                 "pcr: extend #N PCR i bank = hex" swtpm.pcr.extend/index/bank/value
---   policy: explain: <paragraph>  why an authorization failed: swtpm.policy.explain, Expert Info
+--   policy: explain: <paragraph>  (pcapng/policynotes.py) why an authorization failed: swtpm.policy.explain, Expert Info
 --                                 (error); counted by the statistics
 --   policy: digest matches replay / digest MISMATCH (replay <hex>, TPM <hex>) /
 --   policy: digest not known to the replay (<why>)
