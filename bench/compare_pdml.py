@@ -7,7 +7,9 @@ The items of the plugin's protocols (tpm2, swtpm, tpm12, swtpm.ctrl and the tpm.
 names it shares) are compared: name, label, shown value, raw value, position,
 size, nesting. Not compared, because the two Wireshark versions write them
 differently whatever the dissector does: how a label longer than 240
-characters is cut ("..." vs "[...]"), the shown text of long byte strings, and
+characters is cut (4.0: silently, or "[truncated]" before a long string's colon;
+4.4: "[...]" here or there, at its own length: of a label of 200 characters or more
+the name before the colon is compared, and the shown value), the shown text of long byte strings, and
 booleans shown as 1/0 (4.0) or True/False (4.4).
 """
 
@@ -30,10 +32,13 @@ def items(path: str) -> list[list[tuple[object, ...]]]:
             for c in el:
                 if c.tag not in ("field", "proto"):
                     continue
-                label = " ".join((c.get("showname") or "").replace("[\u2026]", "").replace("\u2026", "").split())[:200]
+                raw = c.get("showname") or ""
+                label = " ".join(raw.replace("[\u2026]", "").replace("\u2026", "").replace("[truncated]", "").split())
                 show = {"True": "1", "False": "0"}.get(c.get("show") or "", c.get("show"))
                 if len(c.get("value") or "") > 60:
                     label, show = label.split(":")[0].strip(), None
+                elif len(label) >= 200:  # a long label: each version cuts it its own way
+                    label = label.split(":")[0].strip()
                 rows.append((depth, c.tag, c.get("name"), label, show, c.get("value"), c.get("pos"), c.get("size")))
                 walk(c, depth + 1)
 
