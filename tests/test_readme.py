@@ -126,6 +126,11 @@ def test_convert_then_filter_then_pcrs_as_the_readme_shows(reader: Reader) -> No
     assert diff.returncode == 0, diff.stderr
     assert diff.stdout.startswith("A = run 1") and "B = run 2" in diff.stdout
 
+    # the policy replay checks the log's three PolicyGetDigest answers against its own
+    explain = run(reader, readme_command("swtpm-extcap explain"))
+    assert explain.returncode == 0, explain.stderr
+    assert "PolicyGetDigest: 3 answers, 3 match the replay" in explain.stdout, explain.stdout
+
 
 def test_the_live_capture_command_shows_the_named_commands(reader: Reader) -> None:
     """``tshark -i swtpm-103 -f "Unseal PolicyPCR"`` follows the log: it is stopped
