@@ -269,19 +269,23 @@ class Framer:
                                 lines = "\n".join(notes.pop(line)).encode()
                                 text = text + b"\n" + lines if text else lines
                             after, total, plen = block_end(text, size)
-                            add(epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen))
-                            add(headers(way.macs, line & 0xFFFFFFFF, mid, seq, ack, way.flags, tcp_sum))
-                            add(data)
-                            add(after)
+                            parts += (
+                                epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen),
+                                headers(way.macs, line & 0xFFFFFFFF, mid, seq, ack, way.flags, tcp_sum),
+                                data,
+                                after,
+                            )
                         else:
                             low, high, fmt, total, plen = tails.get(kind, _NO_TAILS).get(size) or tail(
                                 tails, kind, size, line, plain)
                             if not low <= line < high:
                                 low, high, fmt, total, plen = tail(tails, kind, size, line, plain)
-                            add(epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen))
-                            add(headers(way.macs, line & 0xFFFFFFFF, mid, seq, ack, way.flags, tcp_sum))
-                            add(data)
-                            add(fmt % line if plain else fmt)
+                            parts += (
+                                epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen),
+                                headers(way.macs, line & 0xFFFFFFFF, mid, seq, ack, way.flags, tcp_sum),
+                                data,
+                                fmt % line if plain else fmt,
+                            )
                         count += 1
                         continue
             # anything else: the reference path, for this one event

@@ -207,7 +207,7 @@ class LogParser:
         layouts = _LAYOUTS
         fromhex = bytes.fromhex
         labels = BYTE_LABELS
-        tpm_kinds = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
+        tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
         new_record = _new_record
         newline = b"\n"
         pos = 0
@@ -224,6 +224,8 @@ class LogParser:
                 prefixed = len(nl_prefix) > 1
                 step = 1 + len(nl_prefix)
                 run = self._run
+                lineno = self._lineno  # kept in locals while records come whole
+                has_tpm = False
                 m = header(buf, pos)
                 while m is not None:
                     label, length = m.groups()
@@ -241,17 +243,24 @@ class LogParser:
                     if block.translate(digits) != (layouts.get(declared) or layout_of(declared)):
                         break
                     data = fromhex(block.decode("latin-1"))
-                    line = self._lineno + 1
-                    self._lineno = last = line + nlines
+                    line = lineno + 1
+                    lineno = last = line + nlines
                     kind = labels[label]
-                    if kind in tpm_kinds:
-                        self._run_has_tpm = True
+                    if kind is tpm_command or kind is tpm_response:
+                        has_tpm = True
                         append(new_record((kind, data, line, run, declared, (), last)))
                     else:
+                        self._lineno = lineno
+                        if has_tpm:
+                            self._run_has_tpm = True
+                            has_tpm = False  # (a run start it makes clears the attribute)
                         self._emit(events, kind, data, line, declared, (), last)
                         run = self._run
                     pos = stop
                     m = header(buf, pos)
+                self._lineno = lineno
+                if has_tpm:
+                    self._run_has_tpm = True
                 if pos >= end:
                     break
             # the line path: one line, then the fast path again; inside a
