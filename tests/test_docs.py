@@ -45,3 +45,16 @@ def test_the_help_page_covers_every_kind_of_interface() -> None:
     for name in ("swtpm-103", "swtpm-fedora39", "swtpm-web1", "swtpm-pve1-103", "swtpm-ssh",
                  "swtpm-demo", "swtpm-config-error"):
         assert f"<code>{name}</code>" in html, name
+
+
+def test_the_layout_table_of_the_development_guide_names_every_module() -> None:
+    """docs/development.md's table, one row a subpackage, names each of its modules."""
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r"^\| \d+ \| `(\w+)/` \| (.*) \|$", (REPO / "docs" / "development.md").read_text(), re.M)}
+    package = REPO / "swtpm_extcap"
+    missing = []
+    for sub in sorted(p for p in package.iterdir() if (p / "__init__.py").is_file()):
+        row = rows.get(sub.name, "")
+        missing += [f"{sub.name}/{m.stem}" for m in sorted(sub.glob("*.py"))
+                    if m.stem != "__init__" and f"`{m.stem}`" not in row]
+    assert missing == []
