@@ -17,6 +17,10 @@
 # 4. the personal install of an ordinary user (uid 65534, HOME=/tmp/user) beside the
 #    system-wide one: both copies load, the plugin registers once (no Lua error), it says
 #    so; then alone, after the system-wide uninstall: tshark -D and the plugin as that user.
+# 5. the same decode on both: every corpus log and recording (tests/data), converted here,
+#    read with the plugin by this machine's tshark (Wireshark 4.0, Lua 5.2) and by the
+#    chroot's (4.4, Lua 5.4) as an ordinary user, -T pdml; bench/compare_pdml.py compares
+#    every item of the plugin (needs this machine's tshark and python3).
 # Prints what it saw; exits non-zero on the first check that fails. Needs root (chroot,
 # mount), debootstrap (apt-get install debootstrap) and a Debian mirror.
 set -euo pipefail
@@ -156,6 +160,34 @@ decoded=$(as_user tshark -r /tmp/user/t.pcapng -Y tpm12 2>/dev/null | head -n 2 
 printf '%s\n' "$decoded" | sed 's/^/    /'
 printf '%s\n' "$decoded" | grep -q TPM_ORD_Startup || die "the personal Lua plugin does not decode for an ordinary user"
 as_user "$VENV_PY" -m swtpm_extcap install --uninstall | sed 's/^/    /'
+
+say "the same decode on Wireshark 4.0 (this machine) and $(in_root tshark --version | head -n 1 | sed 's/^TShark (Wireshark) //')"
+CMP=$ROOT/tmp/decode-compare
+rm -rf "$CMP" && mkdir -p "$CMP/plugin"
+cp -r "$SRC/swtpm_extcap/wireshark/swtpm.lua" "$SRC/swtpm_extcap/wireshark/swtpm" "$CMP/plugin/"
+failed=0
+for log in "$SRC"/tests/data/corpus/*.log "$SRC"/tests/data/recordings/*.log; do
+    name=$(basename "$log" .log)
+    PYTHONPATH=$SRC python3 -m swtpm_extcap convert "$log" -o "$CMP/$name.pcapng" >/dev/null 2>&1 ||
+        die "convert $log failed"
+done
+cp "$SRC"/tests/data/recordings/*.pcapng "$CMP/"
+chmod -R a+rX "$CMP"
+for pcap in "$CMP"/*.pcapng; do
+    name=$(basename "$pcap" .pcapng)
+    HOME=$CMP/home40 tshark -n -X "lua_script:$CMP/plugin/swtpm.lua" -r "$pcap" -2 -T pdml >"$CMP/$name.40.pdml" 2>/dev/null
+    chroot --userspec=65534:65534 "$ROOT" env -i HOME=/tmp/cmphome PATH=/usr/bin:/bin tshark -n \
+        -X "lua_script:/tmp/decode-compare/plugin/swtpm.lua" -r "/tmp/decode-compare/$name.pcapng" -2 -T pdml \
+        >"$CMP/$name.44.pdml" 2>/dev/null
+    if result=$(python3 "$SRC/bench/compare_pdml.py" "$CMP/$name.40.pdml" "$CMP/$name.44.pdml"); then
+        say "  $name: $result"
+    else
+        say "  $name: DIFFERENT: $result"
+        failed=1
+    fi
+done
+[ "$failed" = 0 ] || die "the plugin decodes differently on Wireshark 4.0 and 4.4"
+rm -rf "$CMP"
 
 say "install.sh --uninstall (as root: the system-wide venv)"
 in_root bash /root/swtpm-extcap/install.sh --uninstall | sed 's/^/    /'

@@ -2,6 +2,7 @@
 # The real Wireshark GUI, as a new user sees it after ./install.sh: screenshots for docs/.
 #
 #   bench/gui_screenshots.sh [OUTDIR]        (default: docs/ of this checkout)
+#   SWTPM_GUI_STEPS=e bench/gui_screenshots.sh   (only the steps named: a (with b), c, d, e)
 #
 # Needs Debian's wireshark-qt, xvfb, xdotool and imagemagick:
 #   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
@@ -18,6 +19,17 @@
 #   gui-details.png      (c) the same capture at its end: an Unseal response, its swtpm tree
 #   gui-broken-config.png (d) the interface list with a broken settings file
 #   gui-broken-config-capture.png (d) starting that entry: Wireshark's error dialog
+#   gui-tpm2-createprimary.png (e) the TPM 2.0 decoder: a CreatePrimary request of the
+#                            recorded tpm2-tools session (tests/data/recordings), its public
+#                            template opened (handle, session and attribute bits folded)
+#   gui-tpm2-policypcr.png   (e) a PolicyPCR request: its PCR selection
+#   gui-tpm2-unseal-failed.png (e) a failed Unseal response: its Expert Info and the
+#                            response code taken apart
+#   gui-tpm2-statistics.png  (e) Statistics > TPM commands (swtpm-extcap) over the session's
+#                            client-side pcap (tpm2-tss's pcap TCTI: real response times)
+#   gui-tpm2-reload.png      (e) after Analyze > Reload Lua Plugins: TPM 2.0 still decoded
+#                            (the failed responses, by a filter on the plugin's field; their
+#                            color, the profile's "Failed response" rule, is checked)
 # Click positions are measured for Debian 12's Wireshark 4.0 at 1400x900; the interface rows
 # follow `tshark -D`'s order (same list). Each step checks a window title it expects, so a
 # click that missed fails the script instead of producing a wrong picture.
@@ -26,10 +38,12 @@ set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-$SRC/docs}
 DISPLAY_NUM=${SWTPM_GUI_DISPLAY:-:77}
+STEPS=${SWTPM_GUI_STEPS:-abcde}   # e.g. SWTPM_GUI_STEPS=e: the plugin's screenshots only
 WORK=$(mktemp -d /tmp/swtpm-gui.XXXXXX)
 XVFB_PID=""
 WS_PID=""
 
+want() { case "$STEPS" in *"$1"*) return 0 ;; esac; return 1; }
 say() { printf '[gui] %s\n' "$*"; }
 die() { printf '[gui] FAILED: %s\n' "$*" >&2; exit 1; }
 cleanup() {
@@ -103,6 +117,7 @@ expect_window() {
     xdotool search --onlyvisible --name "$1" >/dev/null 2>&1 || die "no window named like '$1'"
 }
 
+if want a; then  # (a) and (b): one Wireshark
 say "(a) interface list"
 start_wireshark
 sleep 3
@@ -129,7 +144,9 @@ sleep 1
 shot gui-options-replay.png
 xdotool key Escape
 stop_wireshark
+fi
 
+if want c; then
 say "(c) live capture in the SWTPM profile"
 start_wireshark -C SWTPM -k -i swtpm-demo
 sleep 4
@@ -151,7 +168,9 @@ xdotool key --window "$WIN" shift+Right
 sleep 1
 shot gui-details.png
 stop_wireshark
+fi
 
+if want d; then
 say "(d) a broken settings file"
 printf '[local]\nglobs = ["%s/vms/*/swtpm.log"\n' "$HOME" >"$CONFIG"   # no closing bracket
 ERROR_ROW=$(row_of swtpm-config-error)
@@ -168,4 +187,87 @@ shot gui-broken-config-capture.png
 stop_wireshark
 printf '%s\n' "----- what tshark -D says with that file:"
 tshark -D 2>&1 | grep -i -e swtpm -e config || true
+fi
+
+if want e; then
+say "(e) the TPM 2.0 decoder (the Lua plugin)"
+VENV_PY=$HOME/.local/share/swtpm-extcap/venv/bin/python
+SESSION=$WORK/session.pcapng
+CLIENT=$SRC/tests/data/recordings/tpm2-tools-session-client.pcapng
+"$VENV_PY" -m swtpm_extcap convert "$SRC/tests/data/recordings/tpm2-tools-session-swtpm.log" \
+    -o "$SESSION" >"$WORK/convert.log" 2>&1 || { cat "$WORK/convert.log"; die "convert failed"; }
+first_frame() {  # the first frame of the session matching a display filter
+    tshark -r "$SESSION" -Y "$1" -T fields -e frame.number 2>/dev/null | head -n 1
+}
+CREATE=$(first_frame 'tpm2.commandCode == 0x131 && tpm2.type == 0x0001')   # CreatePrimary, RSA
+POLICY=$(first_frame 'tpm2.commandCode == 0x17f')                          # PolicyPCR
+UNSEAL=$(first_frame 'swtpm.cc == 0x15e && tpm.resp.rc != 0')              # a failed Unseal
+[ -n "$CREATE" ] && [ -n "$POLICY" ] && [ -n "$UNSEAL" ] || die "frames not found ($CREATE/$POLICY/$UNSEAL)"
+say "CreatePrimary $CREATE, PolicyPCR $POLICY, failed Unseal $UNSEAL"
+
+# one packet's details: no bytes pane, the list dragged down to ~10 rows (its splitter at
+# y=483 at 1400x900), the packet selected again, the details' TPM 2.0 line (the one before
+# the last: SWTPM) opened with all its subtrees; then the keys given fold what is in the way
+decoded() {  # decoded FRAME PNG [KEY...]
+    local frame=$1 png=$2
+    shift 2
+    start_wireshark -C SWTPM -o gui.layout_content_3:NONE -r "$SESSION" -g "$frame"
+    expect_window "session.pcapng"
+    xdotool mousemove 700 483 sleep 0.3 mousedown 1 sleep 0.3 mousemove 700 450 sleep 0.3 \
+        mousemove 700 300 sleep 0.3 mouseup 1
+    sleep 1
+    xdotool key --window "$WIN" ctrl+g
+    sleep 0.5
+    xdotool type --window "$WIN" --delay 50 "$frame"
+    xdotool key --window "$WIN" Return
+    sleep 1
+    xdotool mousemove 300 312 click 1   # the details' first line
+    sleep 0.5
+    xdotool key --window "$WIN" End Up
+    sleep 0.3
+    xdotool key --window "$WIN" shift+Right
+    sleep 1
+    local k
+    for k in "$@"; do xdotool key --window "$WIN" "$k"; sleep 0.2; done
+    sleep 1
+    shot "$png"
+    stop_wireshark
+}
+# CreatePrimary: fold primaryHandle, commandSession, inSensitive, then inPublic's objectAttributes
+decoded "$CREATE" gui-tpm2-createprimary.png Down Down Down Down Left Down Down Left Down Left \
+    Down Down Down Down Down Left
+decoded "$POLICY" gui-tpm2-policypcr.png
+decoded "$UNSEAL" gui-tpm2-unseal-failed.png
+
+# the statistics report: Statistics menu, the entry after the three built-in generic ones
+start_wireshark -C SWTPM -r "$CLIENT"
+xdotool mousemove 324 10 click 1
+sleep 1
+xdotool mousemove 400 311 click 1
+sleep 3
+expect_window "TPM commands .swtpm-extcap."
+STATS=$(xdotool search --onlyvisible --name "TPM commands .swtpm-extcap." | head -n 1)
+xdotool windowmove "$STATS" 60 110
+xdotool windowsize "$STATS" 1280 740
+sleep 1
+shot gui-tpm2-statistics.png
+stop_wireshark
+
+# Analyze > Reload Lua Plugins (the plugin of swtpm-extcap 0.x lost the TPM decoding here)
+start_wireshark -C SWTPM -r "$SESSION" -g "$UNSEAL"
+xdotool mousemove 255 10 click 1       # Analyze
+sleep 1
+xdotool mousemove 315 263 click 1      # Reload Lua Plugins
+sleep 8
+xdotool mousemove 300 75 click 1       # the display filter bar: a field of the plugin only
+xdotool type --delay 20 "tpm2.responseCode != 0"
+xdotool key Return
+sleep 3
+shot gui-tpm2-reload.png
+# the first row, a failed response, has the profile's "Failed response" color (#ffb2b2)
+COLOR=$(import -window root -crop 1x1+700+120 txt:- | tail -n 1)
+stop_wireshark
+case "$COLOR" in *"(255,178,178)"*) say "after the reload: failed responses decoded and colored" ;;
+    *) die "after Reload Lua Plugins the first failed response is not decoded ($COLOR)" ;; esac
+fi
 say "done"

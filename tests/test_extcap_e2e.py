@@ -224,12 +224,13 @@ def tpm_commands_live(interface: str, count: int, *tshark_options: str) -> Itera
     assert capture_proc.stdout is not None
     decoder = PipeCapture(
         pipe=os.dup(capture_proc.stdout.fileno()),  # pyshark closes the one it gets
-        display_filter="tpm.req.cc",
+        display_filter="tpm2.commandCode",
         use_json=False,  # PDML: the field names below are the same for every tshark
     )
     try:
         for seen, packet in enumerate(decoder, start=1):
-            yield packet.tpm.get_field("req_cc").showname_value  # "TPM2_CC_Startup (0x00000144)"
+            # the plugin's TPM 2.0 layer (install.sh installs it)
+            yield packet.tpm2.get_field("commandCode").showname_value  # "TPM_CC_Startup (0x00000144)"
             if seen == count:
                 break
     finally:
@@ -251,4 +252,4 @@ def test_pyshark_recipe(installed: Installed, tmp_path: Path, monkeypatch: pytes
     assert time.monotonic() - began < DEADLINE_S
     expected = convert_codes(tmp_path, DEMO)[:12]
     assert [int(n.rsplit("(", 1)[1].rstrip(")"), 16) for n in names] == expected
-    assert names[0].startswith("TPM2_CC_Startup")
+    assert names[0].startswith("TPM_CC_Startup")

@@ -221,7 +221,7 @@ def test_wireshark_loads_the_installed_plugin_and_profile(installed: Installed) 
     lines = rows.stdout.splitlines()
     # the profile's columns: run and log line right after the time, then the command
     assert any(re.search(r"\s1 1 SWTPM ctrl CMD_GET_CAPABILITY\s", line) for line in lines), lines
-    assert any("TPM2_CC_Startup TPM2 Success" in line for line in lines), lines
+    assert any("TPM_CC_Startup TPM_RC_SUCCESS" in line for line in lines), lines  # command, rc.name
 
 
 def test_installed_package_has_every_module_and_the_demo_log(installed: Installed) -> None:

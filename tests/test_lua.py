@@ -11,20 +11,20 @@ test_install.py checks the installed copy. What is checked against what:
   ``Ctrl Rsp Continued``, GET_INFO, GET_CONFIG);
 * responses: each carries the command code of the command before it in its run,
   as the truth lists the exchanges; request_in/response_in point at each other;
-* TPM 2.0 frames: every ``tpm`` field identical with and without the plugin;
+* TPM 2.0 frames: decoded by the plugin ("tpm2", test_lua_tpm2.py), with the header
+  fields of Wireshark's own TPM dissector (``tpm``, ``tpm.req.cc``, ``tpm.resp.rc``...)
+  on the same bytes, with the values Wireshark gives them;
 * TPM 1.2: marked ``tpm12``, ordinals and return codes named (names from the
   TPM 1.2 spec, written out here, not taken from the plugin).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import (
@@ -266,12 +266,17 @@ def test_every_response_carries_its_command(
         assert r["swtpm.cc"] == request["swtpm.cc"]
         delta = float(r["frame.time_epoch"]) - float(request["frame.time_epoch"])
         assert float(r["swtpm.time"]) == pytest.approx(delta, abs=1e-6)
-        # TPM 1.2 by the request's tag (QEMU probes a TPM 2.0 with TPM_ORD_GetTicks)
+        # TPM 1.2 by the request's tag; a response by its own when that is a TPM 2.0 tag:
+        # QEMU probes with TPM_ORD_GetTicks, a TPM 2.0 answers as one (tag 0x8001)
         tpm12 = 0xC1 <= _u32(request["tcp.payload"]) >> 16 <= 0xC3
-        assert r["swtpm.tpm_version"] == request["swtpm.tpm_version"] == ("1.2" if tpm12 else "2.0")
+        answer2 = _u32(r["tcp.payload"]) >> 16 in (0x8001, 0x8002)
+        assert request["swtpm.tpm_version"] == ("1.2" if tpm12 else "2.0")
+        assert r["swtpm.tpm_version"] == ("1.2" if tpm12 and not answer2 else "2.0")
         if not tpm12:
-            name = _tpm2_names(clean_home)[int(r["swtpm.cc"], 16)]
-            assert f"[TPM Response] {name}, Response Code" in r["_ws.col.Info"], r
+            name = _spec_names(clean_home)[int(r["swtpm.cc"], 16)]
+            assert r["_ws.col.Info"].startswith(f"[TPM Response] {name}: TPM_RC_"), r
+        elif answer2:
+            assert r["_ws.col.Info"].startswith("[TPM Response] TPM 1.2 TPM_ORD_"), r
     assert len(by_number) == len(rows)
 
 
@@ -305,51 +310,59 @@ def _tpm2_names(env: dict[str, str]) -> dict[int, str]:
     if not _TPM2_NAMES:
         for line in run_tshark(env, "-G", "values").splitlines():
             cols = line.split("\t")
-            if len(cols) == 4 and cols[:2] == ["V", "tpm.req.cc"]:
+            # (an installed plugin's field of the same name lists the TPM_CC_ names too)
+            if len(cols) == 4 and cols[:2] == ["V", "tpm.req.cc"] and cols[3].startswith("TPM2_CC_"):
                 _TPM2_NAMES[int(cols[2], 16)] = cols[3]
     return _TPM2_NAMES
 
 
-def test_swtpm_cc_names_are_wiresharks(clean_home: dict[str, str]) -> None:
+def _spec_names(env: dict[str, str]) -> dict[int, str]:
+    """The specification's names of the command codes: Wireshark's, TPM2_CC_ -> TPM_CC_."""
+    return {code: "TPM_CC_" + name[len("TPM2_CC_"):] for code, name in _tpm2_names(env).items()}
+
+
+def test_swtpm_cc_names_are_the_specifications(clean_home: dict[str, str]) -> None:
     ours = {}
     for line in run_tshark(clean_home, "-G", "values", *LUA).splitlines():
         cols = line.split("\t")
         if len(cols) == 4 and cols[:2] == ["V", "swtpm.cc"]:
             ours[int(cols[2], 16)] = cols[3]
-    theirs = _tpm2_names(clean_home)
+    theirs = _spec_names(clean_home)
     assert len(theirs) > 100
     assert {code: ours.get(code) for code in theirs} == theirs
+    assert ours[0x1A1] == "TPM_CC_PolicyTransportSPDM"  # newer than Wireshark's table
     assert ours[0x99] == "TPM_ORD_Startup"  # and the TPM 1.2 ordinals, which do not overlap
 
 
 # ------------------------------------------------------------ TPM frames unaffected
 
 
-def _tpm_layers(env: dict[str, str], pcap: Path, plugin: bool) -> list[Any]:
-    args = [*TSHARK_RAW, *(LUA if plugin else ()), "-r", str(pcap), "-T", "json", "-J", "tpm"]
-    packets = json.loads(run_tshark(env, *args))
-    return [p["_source"]["layers"].get("tpm") for p in packets]
+#: the header fields of Wireshark's TPM 2.0 dissector, which the plugin puts on the same bytes
+WIRESHARK_HEADER = ["tpm.req.tag", "tpm.req.size", "tpm.req.cc", "tpm.resp.tag", "tpm.resp.rc"]
 
 
-def test_tpm2_fields_identical_with_and_without_the_plugin(
+def test_wiresharks_tpm_header_fields_keep_their_values(
     corpus_log: CorpusLog, converted: Convert, clean_home: dict[str, str]
 ) -> None:
-    """Every frame the plugin leaves to the TPM 2.0 dissector decodes exactly as before
-    (all tpm.* fields, expert infos, [Malformed Packet] of 4.0's NV_Read bug included)."""
+    """``tpm``, ``tpm.req.cc``, ``tpm.resp.rc``...: the frames and values Wireshark's own
+    dissector gives (the plugin decodes TPM 2.0 itself now, and keeps those names)."""
     pcap = converted(corpus_log)
-    without = _tpm_layers(clean_home, pcap, plugin=False)
-    with_plugin = _tpm_layers(clean_home, pcap, plugin=True)
-    versions = [r["swtpm.tpm_version"] for r in fields(clean_home, pcap, ["swtpm.tpm_version"])]
-    assert len(without) == len(with_plugin) == len(versions)
-    tpm2 = [i for i, v in enumerate(versions) if v == "2.0"]
-    tpm12 = [i for i, v in enumerate(versions) if v == "1.2"]
-    assert [with_plugin[i] for i in tpm2] == [without[i] for i in tpm2]
-    assert all(with_plugin[i] is None for i in tpm12)  # decoded as tpm12 instead
-    expected12 = sum(e["command"].upper().startswith(("00C1", "00C2", "00C3"))
-                     for e in corpus_log.exchanges() if e["channel"] == "tpm")
-    assert len(tpm12) == 2 * expected12
+    names = ["frame.number", "frame.protocols", *WIRESHARK_HEADER]
+    without = fields(clean_home, pcap, names, "-Y", "tpm", plugin=False)
+    with_plugin = {r["frame.number"]: r for r in fields(clean_home, pcap, names, "-Y", "tpm")}
+    versions = {r["frame.number"]: r["swtpm.tpm_version"]
+                for r in fields(clean_home, pcap, ["frame.number", "swtpm.tpm_version"])}
+    tpm2 = [r for r in without if versions[r["frame.number"]] == "2.0"]
+    assert sorted(with_plugin, key=int) == [r["frame.number"] for r in tpm2]
+    for r in tpm2:
+        ours = with_plugin[r["frame.number"]]
+        assert ":tpm2" in ours["frame.protocols"]
+        assert {n: ours[n] for n in WIRESHARK_HEADER} == {n: r[n] for n in WIRESHARK_HEADER}, r
     if corpus_log.truth["tpm_version"] != "1.2":
-        assert len(tpm2) >= 2 * len(corpus_log.tpm_command_codes()) - len(tpm12)
+        tpm12 = sum(v == "1.2" for v in versions.values())
+        assert len(tpm2) >= 2 * len(corpus_log.tpm_command_codes()) - tpm12
+    # TPM 1.2 frames are "tpm12" (Wireshark's TPM 2.0 dissector took them for TPM 2.0)
+    assert all(v in ("1.2", "") for k, v in versions.items() if k not in with_plugin)
 
 
 # ------------------------------------------------------------ TPM 1.2

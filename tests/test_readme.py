@@ -108,12 +108,19 @@ def test_convert_then_filter_then_pcrs_as_the_readme_shows(reader: Reader) -> No
     assert (reader.work / "103-swtpm.pcapng").is_file()
     assert "306 TPM records" in convert.stderr  # its summary line
 
-    failed_unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng"))
+    failed_unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng -Y 'swtpm.cc"))
     assert failed_unseals.returncode == 0 and "tshark:" not in failed_unseals.stderr, failed_unseals.stderr
     assert failed_unseals.stdout == ""  # the corpus log's Unseals succeed
     # the same filter without the failure test finds them: the plugin's field is there
-    unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng").replace(" && tpm.resp.rc != 0", ""))
+    unseals = run(reader, readme_command("tshark -r 103-swtpm.pcapng -Y 'swtpm.cc").replace(
+        " && tpm.resp.rc != 0", ""))
     assert unseals.stdout.count("Unseal") >= 4, unseals.stdout + unseals.stderr
+    # the decoder's fields: the PolicyPCRs that bind PCR 7 (three: one per Unseal and a trial)
+    policy_pcr = run(reader, readme_command("tshark -r 103-swtpm.pcapng -Y 'tpm2.pcr"))
+    rows = policy_pcr.stdout.splitlines()
+    assert len(rows) == 3 and all("TPM_CC_PolicyPCR" in r and "sha256: PCR 7" in r for r in rows), rows
+    report = run(reader, readme_command("tshark -r 103-swtpm.pcapng -q -z"))
+    assert "TPM commands (swtpm-extcap)" in report.stdout and "153 requests" in report.stdout, report.stdout
 
     diff = run(reader, readme_command("swtpm-extcap pcrs --diff"))
     assert diff.returncode == 0, diff.stderr
@@ -135,15 +142,15 @@ def test_the_live_capture_command_shows_the_named_commands(reader: Reader) -> No
     reader_thread = threading.Thread(target=read, daemon=True)
     reader_thread.start()
     deadline = time.monotonic() + 60
-    while sum("TPM2_CC_Unseal" in line for line in lines) < 4 and time.monotonic() < deadline:
+    while sum("TPM_CC_Unseal" in line for line in lines) < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     proc.wait(30)
     reader_thread.join(10)
-    unseal = sum("Command TPM2_CC_Unseal" in line for line in lines)
-    policy_pcr = sum("Command TPM2_CC_PolicyPCR" in line for line in lines)
-    others = [line for line in lines if "Command TPM2_CC_" in line
-              and "TPM2_CC_Unseal" not in line and "TPM2_CC_PolicyPCR" not in line]
+    unseal = sum("[TPM Request] TPM_CC_Unseal" in line for line in lines)
+    policy_pcr = sum("[TPM Request] TPM_CC_PolicyPCR" in line for line in lines)
+    others = [line for line in lines if "[TPM Request] TPM_CC_" in line
+              and "TPM_CC_Unseal" not in line and "TPM_CC_PolicyPCR" not in line]
     assert unseal == 2 and policy_pcr == 3, "".join(lines)  # the corpus log's two boots
     assert others == []
 

@@ -47,11 +47,13 @@ from .folders import (  # the folder rule, also the installer's face for its use
     profiles_dir,
 )
 from .scope import (
+    PLUGIN_PARTS,
     ROOT_NOTE,
     ROOT_UNINSTALL_NOTE,
     other_copy_note,
     present,
     remove_copy,
+    remove_parts,
     wants_system,
 )
 
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
 
 LAUNCHER = "swtpm-extcap"
 PLUGIN = "swtpm.lua"
+# the plugin's parts: swtpm.lua loads them from the folder PLUGIN_PARTS next to it (scope)
 PROFILE = "SWTPM"
 #: the profile's files, shipped in swtpm_extcap/wireshark/profile/
 PROFILE_FILES = ("preferences", "colorfilters")
@@ -266,9 +269,23 @@ def shipped(name: str) -> bytes:
     return path.read_bytes()
 
 
+def plugin_parts() -> list[str]:
+    """The file names in ``swtpm_extcap/wireshark/swtpm/`` (the plugin's parts)."""
+    folder = resources.files("swtpm_extcap") / "wireshark" / PLUGIN_PARTS
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".lua"))
+
+
 def write_plugin(target: Path) -> None:
-    """Write (or replace) the Lua plugin."""
+    """Write (or replace) the Lua plugin: its parts first, then swtpm.lua, which loads them."""
+    for name in plugin_parts():
+        _write_atomic(target.parent / PLUGIN_PARTS / name, shipped(f"{PLUGIN_PARTS}/{name}"), 0o644)
     _write_atomic(target, shipped(PLUGIN), 0o644)
+
+
+def _remove_plugin(target: Path) -> bool:
+    """Remove swtpm.lua and its parts (the folder too, when nothing else is left in it)."""
+    remove_parts(target)
+    return _remove(target)
 
 
 def write_profile(folder: Path) -> None:
@@ -295,7 +312,8 @@ def uninstall(found: list[Targets]) -> list[tuple[str, Path, bool]]:
             if path is None or path in seen:
                 continue
             seen.add(path)
-            out.append((what, path, _remove_profile(path) if what == "profile" else _remove(path)))
+            remove = {"profile": _remove_profile, "Lua plugin": _remove_plugin}.get(what, _remove)
+            out.append((what, path, remove(path)))
     return out
 
 

@@ -43,6 +43,10 @@ PLUGIN_HEAD = b"-- swtpm.lua"
 LAUNCHER_MARK = b"swtpm_extcap"
 #: the profile folder's marker (install.PROFILE_MARKER)
 PROFILE_MARKER = ".swtpm-extcap"
+#: the folder next to swtpm.lua that holds the plugin's parts (install.PLUGIN_PARTS)
+PLUGIN_PARTS = "swtpm"
+#: a part of ours (swtpm/<name>.lua) begins with this
+PART_HEAD = b"-- swtpm/"
 
 
 def wants_system(*, system: bool, personal: bool) -> bool:
@@ -72,6 +76,29 @@ def present(places: Iterable[tuple[str, Path | None]]) -> list[tuple[str, Path]]
     return [(what, path) for what, path in places if path is not None and is_ours(what, path)]
 
 
+def remove_parts(plugin: Path) -> None:
+    """The parts of ours next to the Lua plugin ``plugin`` (``swtpm/*.lua`` that begin as
+    ours do, whichever version wrote them), and their folder once it is empty."""
+    parts = plugin.parent / PLUGIN_PARTS
+    try:
+        names = sorted(p for p in parts.iterdir() if p.suffix == ".lua")
+    except OSError:
+        return
+    for part in names:
+        try:
+            with open(part, "rb") as fh:
+                if fh.read(len(PART_HEAD)) == PART_HEAD:
+                    part.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise UserError(f"cannot remove {part}: {exc.strerror or exc}") from None
+    try:
+        parts.rmdir()
+    except OSError:
+        pass  # something else is left in it
+
+
 def remove_copy(what: str, path: Path) -> None:
     """Remove a copy of ours (checked again: never a file someone else put there)."""
     if not is_ours(what, path):
@@ -80,6 +107,8 @@ def remove_copy(what: str, path: Path) -> None:
         if what == "profile":
             shutil.rmtree(path)
         else:
+            if what == "Lua plugin":
+                remove_parts(path)
             path.unlink()
     except FileNotFoundError:
         pass
