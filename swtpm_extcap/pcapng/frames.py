@@ -44,7 +44,9 @@ from .tcp import STRAY_ADDR as STRAY_ADDR
 from .tcp import SYN as SYN
 from .tcp import ETH_TYPE_IP, HEADERS, IP_MID, NO_URG, Conversation
 from .tcp import build_frame as build_frame
-from .writer import BLOCK_EPB, MAX_OPTION, OPT_COMMENT, encode_packets, fit_option
+from .blocks import Tail, block_end, middle, tail
+from .tcp import HEADERS_BY_PARTS
+from .writer import BLOCK_EPB, encode_packets
 
 TPM_PORT = 2321
 CTRL_PORT = 2323
@@ -81,10 +83,7 @@ _SIZE_FIELDS = _SizeFields()
 #: a record's line comment, by kind: "swtpm log line %d: <label> length %d"
 _COMMENT_HEADS = {kind: b"swtpm log line %d: " + kind.value.encode() + b" length %d" for kind in Kind}
 _EPB_HEAD = struct.Struct("<IIIIIII")
-_OPT = struct.Struct("<HH")
-_TRAILER = struct.Struct("<II")
-_U32 = struct.Struct("<I")
-_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_NO_TAILS: dict[int, Tail] = {}
 
 
 def _length(declared: int | None) -> str:
@@ -111,6 +110,8 @@ class Framer:
         self._odd: Conversation | None = None  # stray hex
         self._notes: list[str] = []
         self._notes_left_out = 0
+        #: record kind -> size -> the constant end of its pcapng block (:func:`.blocks.tail`)
+        self._tails: dict[Kind, dict[int, Tail]] = {}
 
     # -- clock ----------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class Framer:
 
     def encode_events(
         self, events: list[Event], now_us: int | None = None, notes: dict[int, list[str]] | None = None
-    ) -> tuple[bytearray, int]:
+    ) -> tuple[bytes, int]:
         """The pcapng packet blocks of ``events`` and how many frames they hold:
         ``encode_packets(frame_events(events, now_us))``, with ``notes`` (log line
         -> comment lines, as :func:`annotate` places them) on the frames of their
@@ -205,33 +206,34 @@ class Framer:
 
         The fast path of whole logs: a record without damage on an open
         connection (one whole TPM message, or a control message) is framed and
-        encoded at once; any other event goes through :meth:`frame_events`, the
-        reference, one at a time. ``tests/fuzzlog.py`` holds both to the same bytes.
+        encoded at once, from the parts :mod:`.blocks` keeps; any other event goes
+        through :meth:`frame_events`, the reference, one at a time.
+        ``tests/fuzzlog.py`` holds both to the same bytes.
         """
-        out = bytearray()
+        parts: list[bytes | bytearray] = []
+        add = parts.append
         count = 0
         plain = self.line_comments
         ctrl = self.ctrl
         step = self._step
         sizes = _SIZE_FIELDS
         heads = _COMMENT_HEADS
+        tails = self._tails
         epb = _EPB_HEAD.pack
-        headers = HEADERS.pack
-        opt = _OPT.pack
-        trailer = _TRAILER.pack
-        u32 = _U32.pack
-        pad = _PAD
+        headers = HEADERS_BY_PARTS.pack
+        record = Record
         tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
         ctrl_command = Kind.CTRL_COMMAND
         stray = Kind.STRAY
         run_now = self._run
         tpm_conv, ctl_conv = self._tpm, self._ctl
         last, nxt = self._last, self._next
+        held = self._notes
         for ev in events:
-            if type(ev) is Record:
+            if type(ev) is record:
                 kind, data, line, run, declared, defects, last_line = ev
                 size = len(data)
-                if run == run_now and not defects and 0 < size <= MAX_SEGMENT and not self._notes:
+                if run == run_now and not defects and not held and 0 < size <= MAX_SEGMENT:
                     if kind is tpm_command or kind is tpm_response:
                         conv = tpm_conv
                         if conv is not None and (conv.pending or data[2:6] != sizes[size]):
@@ -250,41 +252,40 @@ class Framer:
                             ack = conv.cseq
                             conv.sseq = (seq + size) & 0xFFFFFFFF
                         conv.last_line = last_line or line
-                        value = int.from_bytes(data, "big")
+                        # the TCP checksum: the payload's words (mod 0xFFFF) with the rest
+                        value = int.from_bytes(data, "big") % 0xFFFF
                         if size & 1:
                             value <<= 8
                         tcp_sum = 0xFFFF - ((way.tcp_const + size + seq + ack + value) % 0xFFFF or 0xFFFF)
-                        ip_sum = 0xFFFF - ((way.ip_const + 40 + size) % 0xFFFF or 0xFFFF)
                         ts = nxt if now_us is None else now_us
                         if ts <= last:
                             ts = last + 1
                         last = ts
                         nxt = ts + step
-                        text = heads[kind] % (line, declared) if plain else b""
-                        if notes and line in notes:
-                            lines = "\n".join(notes.pop(line)).encode()
-                            text = text + b"\n" + lines if text else lines
-                        plen = HEADERS_SIZE + size
-                        clen = len(text)
-                        if clen:
-                            if clen > MAX_OPTION:
-                                text = fit_option(text)
-                                clen = len(text)
-                            total = 40 + plen + (-plen & 3) + clen + (-clen & 3)
+                        mid = way.mids.get(size) or middle(way, size)
+                        if notes and line in notes or declared != size:
+                            text = heads[kind] % (line, declared) if plain else b""
+                            if notes and line in notes:
+                                lines = "\n".join(notes.pop(line)).encode()
+                                text = text + b"\n" + lines if text else lines
+                            after, total, plen = block_end(text, size)
+                            parts += (
+                                epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen),
+                                headers(way.macs, line & 0xFFFFFFFF, mid, seq, ack, way.flags, tcp_sum),
+                                data,
+                                after,
+                            )
                         else:
-                            total = 32 + plen + (-plen & 3)
-                        out += epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen)
-                        out += headers(way.macs, line & 0xFFFFFFFF, ETH_TYPE_IP, 40 + size, IP_MID, ip_sum,
-                                       way.addr_ports, seq, ack, way.flags, tcp_sum, NO_URG)
-                        out += data
-                        out += pad[plen & 3]
-                        if clen:
-                            out += opt(OPT_COMMENT, clen)
-                            out += text
-                            out += pad[clen & 3]
-                            out += trailer(0, total)
-                        else:
-                            out += u32(total)
+                            low, high, fmt, total, plen = tails.get(kind, _NO_TAILS).get(size) or tail(
+                                tails, kind, size, line, plain)
+                            if not low <= line < high:
+                                low, high, fmt, total, plen = tail(tails, kind, size, line, plain)
+                            parts += (
+                                epb(BLOCK_EPB, total, 0, ts >> 32, ts & 0xFFFFFFFF, plen, plen),
+                                headers(way.macs, line & 0xFFFFFFFF, mid, seq, ack, way.flags, tcp_sum),
+                                data,
+                                fmt % line if plain else fmt,
+                            )
                         count += 1
                         continue
             # anything else: the reference path, for this one event
@@ -292,13 +293,14 @@ class Framer:
             frames = Framer.frame_events(self, [ev], now_us)
             if notes:
                 annotate(frames, [ev], notes, ctrl)
-            out += encode_packets(frames)
+            add(encode_packets(frames))
             count += len(frames)
             run_now = self._run
             tpm_conv, ctl_conv = self._tpm, self._ctl
             last, nxt = self._last, self._next
+            held = self._notes
         self._last, self._next = last, nxt
-        return out, count
+        return b"".join(parts), count
 
     def _oversized(self, conv: Conversation, rec: Record, now_us: int | None) -> list[Frame]:
         """Data no IPv4 packet can hold (only a damaged log has it): several segments."""

@@ -155,5 +155,5 @@ class AnnotatingFramer(Framer):
 
     def encode_events(
         self, events: list[Event], now_us: int | None = None, notes: dict[int, list[str]] | None = None
-    ) -> tuple[bytearray, int]:
+    ) -> tuple[bytes, int]:
         return super().encode_events(events, now_us, self._parser.notes if notes is None else notes)

@@ -27,6 +27,8 @@ STRAY_ADDR = b"\x7f\x00\x00\x03"
 HEADERS = struct.Struct("!8sI4sH6sH12sII4sH2s")
 #: Ethernet + IPv4 + TCP header bytes before a frame's payload
 HEADERS_SIZE = HEADERS.size
+#: the same, with the 26 bytes from the Ethernet type to the ports as one (:mod:`.blocks`)
+HEADERS_BY_PARTS = struct.Struct("!8sI26sII4sH2x")
 MAC_PREFIX = b"\x02\x00"  # locally administered unicast: 02:00 + a big-endian u32
 ETH_TYPE_IP = b"\x08\x00" + b"\x45\x10"
 IP_MID = b"\x00\x00\x40\x00\x40\x06"  # id 0, DF, TTL 64, TCP
@@ -47,7 +49,7 @@ def words(data: bytes) -> int:
 class Direction:
     """The constant part of every frame one way on one connection."""
 
-    __slots__ = ("macs", "addr_ports", "flags", "ip_const", "tcp_const")
+    __slots__ = ("macs", "addr_ports", "flags", "ip_const", "tcp_const", "mids")
 
     def __init__(
         self, addr: bytes, sport: int, dport: int, flags: int, run: int | None = None
@@ -61,6 +63,8 @@ class Direction:
         self.flags = struct.pack("!BBH", 0x50, flags, WINDOW)
         self.ip_const = IP_CONST + words(addr + addr)
         self.tcp_const = words(addr + addr) + 6 + 20 + sport + dport + (0x5000 | flags) + WINDOW
+        #: payload size -> the bytes from the Ethernet type to the ports (:func:`.blocks.middle`)
+        self.mids: dict[int, bytes] = {}
 
     def frame(self, seq: int, ack: int, payload: bytes, line: int = 0) -> bytes:
         """One Ethernet/IPv4/TCP frame with valid IP and TCP checksums (``line``: source MAC)."""

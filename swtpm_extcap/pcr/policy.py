@@ -77,6 +77,11 @@ def command_name(code: int) -> str:
     return name[len("TPM2_CC_"):] if name else f"command 0x{code:08x}"
 
 
+def _which(code: int) -> str:
+    """How a reason names a command: ``the <name>``, or ``a`` when it has no shape."""
+    return f"the {command_name(code)}" if code in SHAPES else "a"
+
+
 def _intact(rec: Record) -> bool:
     return (not rec[5] and len(rec[1]) == rec[4]) or rec.intact
 
@@ -208,12 +213,11 @@ class PolicyReplay:
     def _answer(self, cmd: Record, rsp: Record, found: list[Finding]) -> None:
         data, line = cmd[1], cmd[2]
         code = _U32.unpack_from(data, 6)[0] if len(data) >= 10 else -1
-        name = f"the {command_name(code)}" if code in SHAPES else "a"  # for a reason, if any
         if not _intact(cmd):
-            self._lost(data, f"{name} record at line {line} is damaged")
+            self._lost(data, f"{_which(code)} record at line {line} is damaged")
             return
         if not _intact(rsp):
-            self._lost(data, f"the response to {name} command (line {rsp[2]}) is damaged")
+            self._lost(data, f"the response to {_which(code)} command (line {rsp[2]}) is damaged")
             return
         shape = SHAPES.get(code)
         if shape is None:
@@ -226,7 +230,7 @@ class PolicyReplay:
             else:
                 self._succeeded(command, response.handle, response.reader(), line, rsp[2], found)
         except Malformed as exc:
-            self._lost(data, f"{name} command at line {line} does not parse: {exc}")
+            self._lost(data, f"{_which(code)} command at line {line} does not parse: {exc}")
 
     def _succeeded(self, cmd: Command, handle: int | None, out: Reader, line: int, answer: int,
                    found: list[Finding]) -> None:

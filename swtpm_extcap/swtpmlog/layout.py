@@ -2,7 +2,7 @@
 
 Pure helpers for :mod:`swtpm_extcap.swtpmlog.parser`, kept out of its hot loops so that
 the argument why the fast path takes exactly what the line path takes is read
-in one place (:func:`hex_block`).
+in one place (:func:`hex_bytes`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-#: a header regex bound to one prefix: ``match(text, pos)`` -> (label, length)
-HeaderMatch = Callable[[str, int], "re.Match[str] | None"]
+#: a header regex bound to one prefix: ``match(buf, pos)`` -> (label, length), as bytes
+HeaderMatch = Callable[[bytes, int], "re.Match[bytes] | None"]
 
 
 def label_pattern(labels: Iterable[str]) -> str:
@@ -29,74 +29,75 @@ def any_header(labels: Iterable[str]) -> re.Pattern[str]:
     )
 
 
-def prefixed_header(prefix: str, labels: Iterable[str]) -> HeaderMatch:
-    """The fast path's header: ``PREFIX LABEL: length DIGITS`` and its newline, at a line start."""
+def prefixed_header(prefix: bytes, labels: Iterable[str]) -> HeaderMatch:
+    """The fast path's header: ``PREFIX LABEL: length DIGITS`` and its newline, at a line
+    start, in the log's bytes (the prefix and labels as latin-1, as the parser decodes)."""
     return re.compile(
-        f"{re.escape(prefix)} ({label_pattern(labels)}): length ([0-9]{{1,9}})\n"
+        re.escape(prefix) + b" (" + label_pattern(labels).encode("latin-1") + rb"): length ([0-9]{1,9})\n"
     ).match
 
 
-def hex_block(text: str, start: int, declared: int, nl_prefix: str) -> bytes | None:
-    """The ``declared`` bytes of the hex block at ``text[start:]``, or None unless
-    it is exactly swtpm's layout (what the line-by-line parser takes as an intact
-    record, line by line, with nothing else in between).
+#: hex digits -> NUL, NUL -> 0x01, every other byte itself: a hex block's bytes become
+#: its layout (:func:`layout_of`)
+DIGITS = bytes.maketrans(b"0123456789abcdefABCDEF\0", b"\0" * 22 + b"\1")
+#: layouts kept (for blocks of at most MAX_KEPT_SIZE bytes)
+MAX_KEPT = 1024
+MAX_KEPT_SIZE = 4096
+_LAYOUTS: dict[int, bytes] = {}
+_FULL_LINE = b" \0\0" * 16 + b" \n"
 
-    ``text[start - 1]`` is the newline that ends the record's header;
-    ``nl_prefix`` is a newline and the log prefix. swtpm writes ``PREFIX`` +
-    ``" XX"`` per byte + ``" "`` + newline per line, 16 bytes a line:
-    ``nlines`` lines, ``2 * nlines + 3 * declared`` characters without the
-    prefixes.
 
-    Why the checks below suffice. ``B`` is the block as logged, from the
-    header's newline on; ``S`` is ``B`` with ``nl_prefix`` replaced by a newline
-    wherever it occurs.
+def layout_of(declared: int) -> bytes:
+    """swtpm's hex block of ``declared`` bytes as :data:`DIGITS` maps it, from the
+    newline that ends its header on, without the prefixes: a newline, then 16 bytes
+    a line, ``" XX"`` each, a space and a newline after the last of a line.
 
-    * ``B`` ends with a newline, and ``S`` has exactly the length of the block
-      without its ``nlines`` prefixes (and the header's newline): so exactly
-      ``nlines`` of ``B``'s newlines were followed by the prefix (each
-      replacement consumes its own newline). The checks on ``S`` below leave it
-      exactly ``nlines + 1`` newlines, hence ``B`` too; the last ends ``B``, so
-      the other ``nlines`` (the header's and every line's but the last) were
-      all followed by the prefix: every line of the block starts with
-      ``PREFIX`` and its rest is a line of ``S``. (A prefix lost on one line
-      leaves ``B`` ending inside the next line's prefix: refused.)
-    * ``bytes.fromhex(S)`` gave ``N = declared`` bytes: 2N hex digits in pairs
-      that no whitespace splits, and no character but digits and whitespace.
-      The newline grid fixes every line's length (50, the last ``3r + 2``). A
-      line with ``s`` spaces, none doubled, and ``d`` digits needs a pair in
-      each of its ``s - 1`` gaps: ``d >= 2(s - 1)``, so ``s <= 17`` (full line),
-      ``s <= r + 1`` (last line). ``S`` has ``nlines + N`` spaces, the sum of
-      those maxima, and its length leaves no room for other whitespace: every
-      line is ``" XX XX ... XX "`` and its newline, nothing else.
-
-    Each such line is a hex line to the line parser (prefix, one space, a digit,
-    ``fromhex`` of the rest), the bytes add up to ``declared`` at the last one
-    and not before: the same record, whole.
+    The fast path takes a record whose block, translated, is exactly this (and whose
+    every line had the prefix: see :func:`hex_bytes`). Each line of it is a hex line
+    to the line-by-line parser (the prefix, a space, a digit; ``fromhex`` of the
+    rest gives its bytes), the bytes add up to ``declared`` at its last line and not
+    before: the same record, whole.
     """
-    if not declared:
-        return b""
+    layout = _LAYOUTS.get(declared)
+    if layout is None:
+        full, rest = divmod(declared, 16)
+        layout = b"\n" + _FULL_LINE * full + (b" \0\0" * rest + b" \n" if rest else b"")
+        if declared <= MAX_KEPT_SIZE:
+            if len(_LAYOUTS) >= MAX_KEPT:
+                _LAYOUTS.clear()
+            _LAYOUTS[declared] = layout
+    return layout
+
+
+def hex_bytes(buf: bytes, start: int, declared: int, nl_prefix: bytes) -> bytes | None:
+    """The ``declared`` bytes of the hex block at ``buf[start:]``, or None unless it
+    is exactly swtpm's layout (:func:`layout_of`) with the prefix on every line.
+
+    ``buf`` holds complete lines; ``buf[start - 1]`` is the newline that ends the
+    record's header; ``nl_prefix`` is a newline and the log prefix. The block ``B``
+    runs from that newline to the end of its ``nlines`` lines as their length says,
+    and must end with a newline (else it ends inside another line, or past the
+    end of ``buf``); ``S`` is ``B`` with every ``nl_prefix`` replaced by a newline.
+    If ``S``, translated by :data:`DIGITS`, is the layout, ``S`` has the layout's
+    length, ``nlines`` prefixes shorter than ``B``: ``nlines`` replacements. Every
+    newline of ``S`` is one the layout has (a digit position holds a hex digit,
+    every other one the layout's byte), so ``B`` has ``nlines + 1`` newlines; the
+    last ends ``B`` and has no room after it for a prefix; so each of the other
+    ``nlines`` (the header's, each hex line's but the last) was followed by the
+    prefix: every hex line starts with it.
+
+    (The parser's fast path inlines this; it is kept here, whole, for its tests.)
+    """
     nlines = (declared + 15) >> 4
-    size = 2 * nlines + 3 * declared
-    stop = start + size + (len(nl_prefix) - 1) * nlines
-    if text[stop - 1 : stop] != "\n":
+    stop = start + (len(nl_prefix) + 1) * nlines + 3 * declared
+    if buf[stop - 1 : stop] != b"\n":
         return None
-    block = text[start - 1 : stop]
+    block = buf[start - 1 : stop]
     if len(nl_prefix) > 1:
-        block = block.replace(nl_prefix, "\n")
-    if len(block) != size + 1:
+        block = block.replace(nl_prefix, b"\n")
+    if block.translate(DIGITS) != layout_of(declared):
         return None
-    try:
-        data = bytes.fromhex(block)
-    except ValueError:
-        return None
-    if (
-        len(data) != declared
-        or block[50:-1:50] != "\n" * (nlines - 1)
-        or block.count(" ") != nlines + declared
-        or "  " in block
-    ):
-        return None
-    return data
+    return bytes.fromhex(block.decode("latin-1"))
 
 
 def line_ends(buf: bytes) -> bytes:

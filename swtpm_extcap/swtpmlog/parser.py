@@ -37,9 +37,11 @@ from .events import Kind as Kind
 from .events import Record as Record
 from .events import RunStart as RunStart
 from .layout import (
+    _LAYOUTS,
+    DIGITS,
     HeaderMatch,
     any_header,
-    hex_block,
+    layout_of,
     line_ends,
     prefixed_header,
     show,
@@ -59,6 +61,8 @@ _PROXMOX_EPOCH = re.compile(r"\[id=(\d{1,12})\]")
 
 
 _HEADER = any_header(LABELS)
+#: the record labels as the fast path matches them, in the log's bytes
+BYTE_LABELS = {label.encode("latin-1"): kind for label, kind in LABELS.items()}
 
 # Record((...)) without the generated __new__: half the cost, same object
 _new_record = functools.partial(tuple.__new__, Record)
@@ -97,6 +101,7 @@ class LogParser:
         self.skipped_lines = 0
         self._rx: HeaderMatch | None = None
         self._rx_prefix = ""
+        self._nl_prefix = b"\n"
 
     @property
     def lines(self) -> int:
@@ -125,8 +130,7 @@ class LogParser:
             buf = buf[end + 1 :]
         cut = buf.rfind(b"\n") + 1
         if cut:
-            # latin-1 maps every byte to one character: never fails, keeps offsets
-            events = self._text(buf[:cut].decode("latin-1"))
+            events = self._text(buf[:cut])
             buf = buf[cut:]
         if len(buf) - buf.endswith(b"\r") > MAX_LINE:
             # no swtpm line is this long: read its start, skip the rest, so
@@ -184,24 +188,30 @@ class LogParser:
 
     # -- the fast path: whole intact records, one regex match each -------------
 
-    def _text(self, text: str) -> list[Event]:
-        """Parse complete lines (``text`` ends with a newline).
+    def _text(self, buf: bytes) -> list[Event]:
+        """Parse complete lines (``buf`` ends with a newline).
 
         Intact records are taken whole: the header by one regex match, the hex
         block by arithmetic (swtpm writes 16 bytes a line, ``" XX"`` each, so
-        the block's length follows from the header), decoded and checked by
-        :func:`~swtpm_extcap.swtpmlog.layout.hex_block`. Anything else (run changes,
-        damage, other lines) goes line by line through :meth:`_lines`, the
-        reference behaviour; both give the same events.
+        the block's length follows from the header), checked byte for byte
+        against swtpm's layout and decoded as
+        :func:`~swtpm_extcap.swtpmlog.layout.hex_bytes` says why (inlined here).
+        Anything else (run changes, damage, other lines) goes line by line through
+        :meth:`_lines`, the reference behaviour, as text (latin-1 maps every byte
+        to one character: it never fails and keeps offsets); both give the same
+        events.
         """
         events: list[Event] = []
         append = events.append
-        block_of = hex_block
-        labels = LABELS
-        tpm_kinds = (Kind.TPM_COMMAND, Kind.TPM_RESPONSE)
+        digits = DIGITS
+        layouts = _LAYOUTS
+        fromhex = bytes.fromhex
+        labels = BYTE_LABELS
+        tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
         new_record = _new_record
+        newline = b"\n"
         pos = 0
-        end = len(text)
+        end = len(buf)
         while pos < end:
             if (
                 self._open is None
@@ -209,32 +219,48 @@ class LogParser:
                 and self._run >= 0
                 and len(self._prefix) <= MAX_FAST_PREFIX
             ):
-                nl_prefix = "\n" + self._prefix
-                step = 1 + len(nl_prefix)
                 header = self._header_rx()
+                nl_prefix = self._nl_prefix
+                prefixed = len(nl_prefix) > 1
+                step = 1 + len(nl_prefix)
                 run = self._run
-                m = header(text, pos)
+                lineno = self._lineno  # kept in locals while records come whole
+                has_tpm = False
+                m = header(buf, pos)
                 while m is not None:
                     label, length = m.groups()
                     declared = int(length)
                     if declared > MAX_RECORD:
                         break
                     start = m.end()
-                    data = block_of(text, start, declared, nl_prefix)
-                    if data is None:
-                        break
                     nlines = (declared + 15) >> 4
-                    line = self._lineno + 1
-                    self._lineno = last = line + nlines
+                    stop = start + step * nlines + 3 * declared
+                    if buf[stop - 1 : stop] != newline:
+                        break
+                    block = buf[start - 1 : stop]
+                    if prefixed:
+                        block = block.replace(nl_prefix, b"\n")
+                    if block.translate(digits) != (layouts.get(declared) or layout_of(declared)):
+                        break
+                    data = fromhex(block.decode("latin-1"))
+                    line = lineno + 1
+                    lineno = last = line + nlines
                     kind = labels[label]
-                    if kind in tpm_kinds:
-                        self._run_has_tpm = True
+                    if kind is tpm_command or kind is tpm_response:
+                        has_tpm = True
                         append(new_record((kind, data, line, run, declared, (), last)))
                     else:
+                        self._lineno = lineno
+                        if has_tpm:
+                            self._run_has_tpm = True
+                            has_tpm = False  # (a run start it makes clears the attribute)
                         self._emit(events, kind, data, line, declared, (), last)
                         run = self._run
-                    pos = start + step * nlines + 3 * declared
-                    m = header(text, pos)
+                    pos = stop
+                    m = header(buf, pos)
+                self._lineno = lineno
+                if has_tpm:
+                    self._run_has_tpm = True
                 if pos >= end:
                     break
             # the line path: one line, then the fast path again; inside a
@@ -249,20 +275,22 @@ class LogParser:
             else:
                 most = 64
             while pos < end and len(batch) < most:
-                nl = text.find("\n", pos)
+                nl = buf.find(b"\n", pos)
                 if nl - pos > MAX_LINE:
                     events += self._lines(batch)
                     batch = []
-                    events += self._long_line(text[pos : pos + MAX_LINE])
+                    events += self._long_line(buf[pos : pos + MAX_LINE].decode("latin-1"))
                 else:
-                    batch.append(text[pos:nl])
+                    batch.append(buf[pos:nl].decode("latin-1"))
                 pos = nl + 1
             events += self._lines(batch)
         return events
 
     def _header_rx(self) -> HeaderMatch:
         if self._rx is None or self._rx_prefix != self._prefix:
-            self._rx = prefixed_header(self._prefix, LABELS)
+            prefix = self._prefix.encode("latin-1")
+            self._rx = prefixed_header(prefix, LABELS)
+            self._nl_prefix = b"\n" + prefix
             self._rx_prefix = self._prefix
         return self._rx
 
