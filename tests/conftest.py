@@ -274,6 +274,26 @@ def named_log(corpus: Path, name: str) -> CorpusLog:
     return load_corpus_log(path)
 
 
+@pytest.fixture
+def pyshark_loop() -> Iterator[Any]:
+    """An event loop of the test's own for pyshark, closed after it.
+
+    pyshark 0.6 runs tshark on the thread's current loop (there is none after an
+    earlier test's ``asyncio.run``: "There is no current event loop") and puts a
+    SIGCHLD handler on it that it never takes away: its wake-up socket then fills
+    with every later child's exit ("Exception ignored ... BlockingIOError" in
+    other tests). Closing the loop removes the handler."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
 # ------------------------------------------------------------- conversion
 
 

@@ -240,7 +240,9 @@ def tpm_commands_live(interface: str, count: int, *tshark_options: str) -> Itera
         decoder.close()
 
 
-def test_pyshark_recipe(installed: Installed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pyshark_recipe(
+    installed: Installed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pyshark_loop: object
+) -> None:
     pytest.importorskip("pyshark")
     from importlib.metadata import version
 

@@ -237,7 +237,7 @@ def _smallest_logs(n: int) -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _smallest_logs(2), ids=lambda p: p.name)
-def test_pyshark_decodes_the_truths_tpm_codes(path: Path, converted: Convert) -> None:
+def test_pyshark_decodes_the_truths_tpm_codes(path: Path, converted: Convert, pyshark_loop: object) -> None:
     """pyshark (PDML) on the two smallest corpus logs: a second reader of the
     same file, kept to two logs because PDML parsing is slow."""
     require_tshark()
