@@ -3,7 +3,9 @@
 -- Installed by `python -m swtpm_extcap install` (and install.sh) into Wireshark's Lua plugin
 -- folder, together with the folder swtpm/ that holds its parts (each loaded from here):
 --   swtpm/tables.lua  GENERATED from the TCG TPM 2.0 reference (structures, commands, names)
---   swtpm/tpm2.lua    "tpm2": every TPM 2.0 command and response, walking those tables
+--   swtpm/walk.lua    the TPM 2.0 structure walker over those tables (and the tpm2 experts)
+--   swtpm/info.lua    the Info column of TPM 2.0 messages, read without the tree
+--   swtpm/tpm2.lua    "tpm2": every TPM 2.0 command and response, by the walker
 --   swtpm/rc.lua      TPM 2.0 response codes (format 0/1, warnings, handle/parameter/session)
 --   swtpm/fields.lua  the tpm2.* fields, and Wireshark's own tpm.* names on the same bytes
 --   swtpm/tree.lua    what goes into the tree: only what the dissection needs
@@ -63,6 +65,8 @@ S.tree = part("tree")
 S.rc = part("rc")
 S.fields = part("fields")
 S.tpm12 = part("tpm12")
+S.walk = part("walk")
+S.info = part("info")
 S.tpm2 = part("tpm2")
 S.ctrl = part("ctrl")
 S.notes = part("notes")
@@ -70,7 +74,8 @@ S.notice = part("notice")
 S.stats = part("stats")
 
 local state, treemod, tpm2, tpm12, notes = S.state, S.tree, S.tpm2, S.tpm12, S.notes
-local uint = tpm2.uint
+local info = S.info
+local uint = S.walk.uint
 local TPM_PORT, CTRL_PORT, CLIENT_PORT_BASE = S.TPM_PORT, S.CTRL_PORT, S.CLIENT_PORT_BASE
 local CC_NAMES = S.T.constants.TPM_CC
 local format, byte = string.format, string.byte
@@ -290,7 +295,7 @@ local function dissect_tpm(tvb, pinfo, tree)
     end
     if wireshark_tpm then pcall(wireshark_tpm.call, wireshark_tpm, tvb, pinfo, tree) end
     if is_request then
-        local summary, nsessions = tpm2.command_info(s)
+        local summary, nsessions = info.command_info(s)
         if first and nsessions > 0 then state.sessions[num] = nsessions end
         if ctx then
             tpm2.command(ctx, root)
@@ -310,7 +315,7 @@ local function dissect_tpm(tvb, pinfo, tree)
             key = -2 - cc
             cc = nil
         end
-        local rc, text = tpm2.response_info(s)
+        local rc, text = info.response_info(s)
         if first and rc then state.rc[num] = rc end
         local by_rc = RESPONSE_INFO[key]
         local head = by_rc and by_rc[rc or -1]
@@ -325,7 +330,7 @@ local function dissect_tpm(tvb, pinfo, tree)
             by_rc[rc or -1] = head
         end
         if rc ~= 0 and rc ~= nil then
-            tpm2.failed(ctx or treemod.context("tpm2", pass, tree, tvb, s), cc, text,
+            info.failed(ctx or treemod.context("tpm2", pass, tree, tvb, s), cc, text,
                         key < -1 and head:sub(16, -#text - 3) or nil)
         end
         if ctx then

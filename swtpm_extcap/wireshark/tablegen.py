@@ -4,7 +4,7 @@
 
 :mod:`swtpm_extcap.tpm.reference` reads the reference (the TPM 2.0 Library Specification's
 tables in machine-readable form); this module turns what it read into ``swtpm/tables.lua``,
-the plugin's data, which the hand-written Lua engine in ``swtpm/tpm2.lua`` walks.
+the plugin's data, which the hand-written Lua engine in ``swtpm/walk.lua`` walks.
 
 Field names are the specification's member names (``tpm2.pcrSelectionIn``,
 ``tpm2.nvIndex``); a member name that means different things in different structures gets

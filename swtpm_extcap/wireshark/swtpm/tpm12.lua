@@ -148,7 +148,7 @@ function M.dissect(tvb, s, pinfo, item, ctx, is_request, code)
     end
     ctx:add(item, t.tag, 0, 2)
     ctx:add(item, t.size, 2, 4)
-    local v = S.tpm2.uint(s, 6, 4)
+    local v = S.walk.uint(s, 6, 4)
     local text, rc
     if is_request then
         ctx:add(item, t.ordinal, 6, 4)
