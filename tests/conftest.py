@@ -175,7 +175,9 @@ FOREIGN_ENV = ("XDG_", "WIRESHARK_", "SWTPM_EXTCAP_")
 #: the session's own $HOME (made at start-up, removed at the end)
 SESSION_HOME: Path | None = None
 #: the Lua plugin files this checkout ships
-PLUGIN_FILES = tuple(sorted((REPO / "swtpm_extcap" / "wireshark").glob("*.lua")))
+PLUGIN_DIR = REPO / "swtpm_extcap" / "wireshark"
+#: the plugin: swtpm.lua and its parts in swtpm/ (installed side by side, as here)
+PLUGIN_FILES = tuple(sorted([*PLUGIN_DIR.glob("*.lua"), *PLUGIN_DIR.glob("swtpm/*.lua")]))
 _PROTO = re.compile(r"""\bProto\s*\(\s*["']([A-Za-z0-9_.]+)["']""")
 
 
@@ -198,7 +200,7 @@ def foreign_plugin_copies() -> tuple[Path, ...]:
                          timeout=60).stdout
     folders = [line.partition("\t")[2].strip() for line in out.splitlines()
                if line.partition("\t")[0].strip().rstrip(":") == "Global Lua Plugins"]
-    shipped = {p.name: p.read_bytes() for p in PLUGIN_FILES}
+    shipped = {p.relative_to(PLUGIN_DIR): p.read_bytes() for p in PLUGIN_FILES}
     found = []
     for folder in folders:
         for name, data in shipped.items():

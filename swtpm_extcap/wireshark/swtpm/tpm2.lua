@@ -209,50 +209,91 @@ if C then
     end
 end
 
-function M.header_only(ctx, root, is_request, cc)
-    local s = ctx.s
-    if #s < 10 then return end
+-- the header's items: Wireshark's, ours, and a response's code taken apart
+local function header_items(ctx, root, is_request, cc)
     compat_header(ctx, root, is_request)
     header(ctx, root, is_request and PARTS.command or PARTS.response)
-    if not is_request then rc_fields(ctx, root, uint(s, 6, 4), cc) end
+    if not is_request then rc_fields(ctx, root, uint(ctx.s, 6, 4), cc) end
+end
+
+function M.header_only(ctx, root, is_request, cc)
+    if #ctx.s < 10 then return end
+    header_items(ctx, root, is_request, cc)
+end
+
+local OPENING = { [true] = { "the command header", "commandSize" },
+                  [false] = { "the response header", "responseSize" } }
+
+-- The start of a message: its header and where it ends (its size field, when that is
+-- shorter than the bytes and still holds the header). Returns the tag, the command or
+-- response code and the end; nothing when the bytes stop before the header's end.
+local function open_message(ctx, root, is_request, cc)
+    local s = ctx.s
+    local len = #s
+    ctx.values = {}
+    local what = OPENING[is_request]
+    if len < 10 then
+        truncated(ctx, root, what[1], 0, len, 10)
+        return
+    end
+    local tag, size = uint(s, 0, 2), uint(s, 2, 4)
+    header_items(ctx, root, is_request, cc)
+    local stop = len
+    if size ~= len then
+        if size < len and size >= 10 then stop = size end
+        ctx:expert(M.experts.size, format("%s %d, the message has %d bytes", what[2], size, len))
+    end
+    return tag, uint(s, 6, 4), stop
+end
+
+-- A size field (authorizationSize, parameterSize: part) at off: its value; nil when the
+-- message stops before it
+local function size_field(ctx, root, part, off, stop)
+    if off + 4 > stop then
+        truncated(ctx, root, part[1], off, stop, 4)
+        return nil
+    end
+    return uint(ctx.s, off, 4)
+end
+
+-- The end of the area that size field announced, its bytes starting at off; nil when that
+-- is past the message's end (the rest: undecoded)
+local function area_end(ctx, root, part, size, off, stop)
+    local after = off + size
+    if after > stop then
+        stop_at(ctx, root, off, stop, format("%s %d, %d bytes left", part[1], size, stop - off), M.experts.size)
+        return nil
+    end
+    return after
+end
+
+-- the handles after the header; the offset after them (nil: stopped)
+local function handle_area(ctx, root, list, stop)
+    local off = add_handles(ctx, root, list, 10, stop)
+    if off ~= nil and C and ctx.compat and #list > 0 then
+        ctx:add(ctx.compat_item, C.req_hndl, 10, off - 10)
+    end
+    return off
 end
 
 -- Decode a TPM 2.0 command into the tree: ctx from tree.begin (ctx.s: the message's bytes),
 -- root: where its items go (the protocol's item, or the frame's tree).
 function M.command(ctx, root)
+    local tag, cc, stop = open_message(ctx, root, true)
+    if tag == nil then return end
     local s = ctx.s
-    local len = #s
-    ctx.values = {}
-    if len < 10 then
-        truncated(ctx, root, "the command header", 0, len, 10)
-        return
-    end
-    local tag, size, cc = uint(s, 0, 2), uint(s, 2, 4), uint(s, 6, 4)
-    compat_header(ctx, root, true)
-    header(ctx, root, PARTS.command)
-    local stop = len
-    if size ~= len then
-        if size < len and size >= 10 then stop = size end
-        ctx:expert(M.experts.size, format("commandSize %d, the message has %d bytes", size, len))
-    end
     local cmd = COMMANDS[cc]
     if cmd == nil then
         stop_at(ctx, root, 10, stop, format("unknown command code 0x%08x", cc), M.experts.unknown_cc)
         return
     end
-    local off = add_handles(ctx, root, cmd[2], 10, stop)
+    local off = handle_area(ctx, root, cmd[2], stop)
     if off == nil then return end
-    if C and ctx.compat and #cmd[2] > 0 then
-        ctx:add(ctx.compat_item, C.req_hndl, 10, off - 10)
-    end
     local decrypt = false
     if tag == ST_SESSIONS then
         local part = PARTS.authorizationSize
-        if off + 4 > stop then
-            truncated(ctx, root, part[1], off, stop, 4)
-            return
-        end
-        local asize = uint(s, off, 4)
+        local asize = size_field(ctx, root, part, off, stop)
+        if asize == nil then return end
         local auth_item
         if C and ctx.compat then
             auth_item = ctx:add(ctx.compat_item, C.req_auth, off, 4 + asize)
@@ -260,12 +301,8 @@ function M.command(ctx, root)
         end
         walk_type(ctx, root, part[2], part[3], part[1], off, stop)
         off = off + 4
-        local astop = off + asize
-        if astop > stop then
-            stop_at(ctx, root, off, stop, format("authorizationSize %d, %d bytes left", asize, stop - off),
-                    M.experts.size)
-            return
-        end
+        local astop = area_end(ctx, root, part, asize, off, stop)
+        if astop == nil then return end
         for _, sess in ipairs(scan_sessions(s, off, astop, true)) do
             if has_bit(sess[3], 0x20) then decrypt = true end
         end
@@ -287,22 +324,9 @@ end
 -- Decode a TPM 2.0 response to command cc (nil: no request seen) with nsessions sessions
 -- into the tree (as M.command).
 function M.response(ctx, root, cc, nsessions)
+    local tag, rc, stop = open_message(ctx, root, false, cc)
+    if tag == nil then return end
     local s = ctx.s
-    local len = #s
-    ctx.values = {}
-    if len < 10 then
-        truncated(ctx, root, "the response header", 0, len, 10)
-        return
-    end
-    local tag, size, rc = uint(s, 0, 2), uint(s, 2, 4), uint(s, 6, 4)
-    compat_header(ctx, root, false)
-    header(ctx, root, PARTS.response)
-    rc_fields(ctx, root, rc, cc)
-    local stop = len
-    if size ~= len then
-        if size < len and size >= 10 then stop = size end
-        ctx:expert(M.experts.size, format("responseSize %d, the message has %d bytes", size, len))
-    end
     if rc ~= 0 or stop <= 10 then
         if stop > 10 then
             stop_at(ctx, root, 10, stop, format("%d bytes after an error code", stop - 10), M.experts.trailing)
@@ -315,27 +339,19 @@ function M.response(ctx, root, cc, nsessions)
                 or "no request seen: the command is unknown", M.experts.no_request)
         return
     end
-    local off = add_handles(ctx, root, cmd[4], 10, stop)
+    local off = handle_area(ctx, root, cmd[4], stop)
     if off == nil then return end
-    if C and ctx.compat and #cmd[4] > 0 then ctx:add(ctx.compat_item, C.req_hndl, 10, off - 10) end
     local pstop = stop
     local encrypt = false
     if tag == ST_SESSIONS then
         local part = PARTS.parameterSize
-        if off + 4 > stop then
-            truncated(ctx, root, part[1], off, stop, 4)
-            return
-        end
-        local psize = uint(s, off, 4)
+        local psize = size_field(ctx, root, part, off, stop)
+        if psize == nil then return end
         walk_type(ctx, root, part[2], part[3], part[1], off, stop)
         if C and ctx.compat then ctx:add(ctx.compat_item, C.resp_param_size, off, 4) end
         off = off + 4
-        pstop = off + psize
-        if pstop > stop then
-            stop_at(ctx, root, off, stop, format("parameterSize %d, %d bytes left", psize, stop - off),
-                    M.experts.size)
-            return
-        end
+        pstop = area_end(ctx, root, part, psize, off, stop)
+        if pstop == nil then return end
         for _, sess in ipairs(scan_sessions(s, pstop, stop, false)) do
             if has_bit(sess[3], 0x40) then encrypt = true end
         end
