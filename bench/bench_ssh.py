@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from sshd import HOST, make_key, start_sshd  # noqa: E402
+from sshd import HOST, root_login, start_sshd  # noqa: E402
 
 from swtpm_extcap.pcapng.pipeline import Pipeline  # noqa: E402
 from swtpm_extcap.sources.base import Notice  # noqa: E402
@@ -222,21 +222,14 @@ def main() -> int:
     os.chmod(work, 0o755)
     sshd = start_sshd(work / "sshd")
     try:
-        key = make_key(work / "id_ed25519")
-        sshd.authorize("root", Path(str(key) + ".pub"))
-        known = work / "known_hosts"
-        known.write_text(sshd.known_hosts_line)
-        config = work / "ssh_config"
-        config.write_text("")
-        params = SSHParams(HOST, port=sshd.port, user="root", identity=str(key),
-                           known_hosts=str(known), ssh_config=str(config))
+        params = root_login(sshd, work)
         if not args.skip_throughput:
             if not args.log.is_file():
                 print(f"bench_ssh: no big log at {args.log} (see --help)", file=sys.stderr)
                 return 2
             throughput(params, args.log, args.rounds)
         reconnect(params, sshd.kill_connections, work, args.kills)
-        listing(work / "home", sshd.port, key, sshd.known_hosts_line, args.rounds)
+        listing(work / "home", sshd.port, Path(params.identity or ""), sshd.known_hosts_line, args.rounds)
     finally:
         sshd.stop()
         shutil.rmtree(work, ignore_errors=True)

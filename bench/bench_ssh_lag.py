@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from sshd import HOST, make_key, start_sshd  # noqa: E402
+from sshd import root_login, start_sshd  # noqa: E402
 
 from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
 from swtpm_extcap.sources.local import LocalFile  # noqa: E402
@@ -160,13 +160,7 @@ def main() -> int:
     os.chmod(work, 0o755)
     sshd = start_sshd(work / "sshd")
     try:
-        key = make_key(work / "id_ed25519")
-        sshd.authorize("root", Path(str(key) + ".pub"))
-        known = work / "known_hosts"
-        known.write_text(sshd.known_hosts_line)
-        params = SSHParams(HOST, port=sshd.port, user="root", identity=str(key),
-                           known_hosts=str(known), ssh_config=str(known.with_name("ssh_config")))
-        known.with_name("ssh_config").write_text("")
+        params = root_login(sshd, work)
         print(f"load average before: {os.getloadavg()[0]:.2f}; {args.rate:g} exchanges/s for"
               f" {args.seconds:g} s each")
         results = {}

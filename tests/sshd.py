@@ -237,6 +237,19 @@ if str(REPO) not in sys.path:
 from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
 
 
+def root_login(sshd: Sshd, folder: Path) -> SSHParams:
+    """A client of ``sshd`` in ``folder`` (the benchmarks'): a new key that logs in as
+    root, a known_hosts that trusts the server, an empty ssh_config."""
+    key = make_key(folder / "id_ed25519")
+    sshd.authorize("root", Path(str(key) + ".pub"))
+    known = folder / "known_hosts"
+    known.write_text(sshd.known_hosts_line)
+    config = folder / "ssh_config"
+    config.write_text("")
+    return SSHParams(HOST, port=sshd.port, user="root", identity=str(key),
+                     known_hosts=str(known), ssh_config=str(config))
+
+
 @dataclass
 class SshEnv:
     """A running sshd, a client key, a known_hosts that trusts it, a test ssh_config."""
