@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from sshd import HOST, root_login, start_sshd  # noqa: E402
+from sshd import HOST, root_login  # noqa: E402
 
 from swtpm_extcap.pcapng.pipeline import Pipeline  # noqa: E402
 from swtpm_extcap.sources.base import Notice  # noqa: E402
@@ -218,11 +216,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_ssh: run as root (sshd with its own config, root key login)", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="bench-ssh-"))
-    os.chmod(work, 0o755)
-    sshd = start_sshd(work / "sshd")
-    try:
-        params = root_login(sshd, work)
+    with root_login("bench-ssh-") as (sshd, params, work):
         if not args.skip_throughput:
             if not args.log.is_file():
                 print(f"bench_ssh: no big log at {args.log} (see --help)", file=sys.stderr)
@@ -230,9 +224,6 @@ def main() -> int:
             throughput(params, args.log, args.rounds)
         reconnect(params, sshd.kill_connections, work, args.kills)
         listing(work / "home", sshd.port, Path(params.identity or ""), sshd.known_hosts_line, args.rounds)
-    finally:
-        sshd.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

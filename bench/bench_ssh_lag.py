@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from sshd import root_login, start_sshd  # noqa: E402
+from sshd import root_login  # noqa: E402
 
 from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
 from swtpm_extcap.sources.local import LocalFile  # noqa: E402
@@ -156,11 +154,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_ssh_lag: run as root (sshd with its own config, root key login)", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="bench-ssh-lag-"))
-    os.chmod(work, 0o755)
-    sshd = start_sshd(work / "sshd")
-    try:
-        params = root_login(sshd, work)
+    with root_login("bench-ssh-lag-") as (_sshd, params, work):
         print(f"load average before: {os.getloadavg()[0]:.2f}; {args.rate:g} exchanges/s for"
               f" {args.seconds:g} s each")
         results = {}
@@ -186,9 +180,6 @@ def main() -> int:
             cpu = idle_cpu(params, idle, wake, args.idle_seconds)
             print(f"  idle log, reader {wake}: {cpu:.2f} CPU s per minute on the host")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-    finally:
-        sshd.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

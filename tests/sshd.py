@@ -227,6 +227,7 @@ def create_test_user() -> TestUser:
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -237,17 +238,26 @@ if str(REPO) not in sys.path:
 from swtpm_extcap.remote.ssh import SSHParams  # noqa: E402
 
 
-def root_login(sshd: Sshd, folder: Path) -> SSHParams:
-    """A client of ``sshd`` in ``folder`` (the benchmarks'): a new key that logs in as
-    root, a known_hosts that trusts the server, an empty ssh_config."""
-    key = make_key(folder / "id_ed25519")
-    sshd.authorize("root", Path(str(key) + ".pub"))
-    known = folder / "known_hosts"
-    known.write_text(sshd.known_hosts_line)
-    config = folder / "ssh_config"
-    config.write_text("")
-    return SSHParams(HOST, port=sshd.port, user="root", identity=str(key),
-                     known_hosts=str(known), ssh_config=str(config))
+@contextmanager
+def root_login(prefix: str) -> Iterator[tuple[Sshd, SSHParams, Path]]:
+    """For the benchmarks: an sshd in a new folder (removed afterwards) and a client of it
+    there: a new key that logs in as root, a known_hosts that trusts the server, an
+    empty ssh_config. Yields the sshd, the client's parameters and the folder."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)
+    sshd = start_sshd(work / "sshd")
+    try:
+        key = make_key(work / "id_ed25519")
+        sshd.authorize("root", Path(str(key) + ".pub"))
+        known = work / "known_hosts"
+        known.write_text(sshd.known_hosts_line)
+        config = work / "ssh_config"
+        config.write_text("")
+        yield sshd, SSHParams(HOST, port=sshd.port, user="root", identity=str(key),
+                              known_hosts=str(known), ssh_config=str(config)), work
+    finally:
+        sshd.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass
