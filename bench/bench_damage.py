@@ -177,20 +177,15 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(","))
     results: dict[str, dict[str, object]] = {}
-    if "defects" in only:
-        for mb in sorted({max(1, args.defects_mb // 10), args.defects_mb}):
-            log = defects_log(args.workdir / f"defects-{mb}.log", mb)
-            results[f"defects-{mb}MB"] = convert(log)
-            log.unlink()
-    if "headerless" in only:
-        for mb in sorted({max(1, args.hex_mb // 10), args.hex_mb}):
-            log = headerless_log(args.workdir / f"headerless-{mb}.log", mb)
-            results[f"headerless-{mb}MB"] = convert(log)
-            log.unlink()
-    if "junk" in only:
-        for mb in sorted({max(1, args.junk_mb // 10), args.junk_mb}):
-            log = junk_log(args.workdir / f"junk-{mb}.log", mb)
-            results[f"junk-{mb}MB"] = convert(log)
+    # each kind at a tenth of its size and at its size: memory must not grow with the log
+    for kind, make, size in (("defects", defects_log, args.defects_mb),
+                             ("headerless", headerless_log, args.hex_mb),
+                             ("junk", junk_log, args.junk_mb)):
+        if kind not in only:
+            continue
+        for mb in sorted({max(1, size // 10), size}):
+            log = make(args.workdir / f"{kind}-{mb}.log", mb)
+            results[f"{kind}-{mb}MB"] = convert(log)
             log.unlink()
     if "lying" in only:
         log = lying_log(args.workdir / "lying.log", args.lying_records)
