@@ -7,6 +7,7 @@ Pure: the tracker (:mod:`.policy`) calls it with what each command did."""
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -17,6 +18,7 @@ from ..tpm.structures import (
     HT_POLICY_SESSION,
     HT_TRANSIENT,
     Command,
+    Malformed,
     NvPublic,
     Public,
     Reader,
@@ -33,6 +35,10 @@ OTHER = {
     "NV_Write": 0x137, "NV_Increment": 0x134, "NV_Extend": 0x136, "NV_SetBits": 0x135,
     "NV_WriteLock": 0x138, "NV_ReadLock": 0x14F, "Startup": 0x144,
 }
+_CONTEXT_SAVE, _CONTEXT_LOAD, _READ_PUBLIC = OTHER["ContextSave"], OTHER["ContextLoad"], OTHER["ReadPublic"]
+#: the commands :meth:`Objects.plain` reads (all but a few commands of a tpm2-tools session)
+PLAIN = frozenset({_CONTEXT_SAVE, _CONTEXT_LOAD, _READ_PUBLIC})
+_U32 = struct.Struct(">I")
 #: saved contexts remembered (tpm2-tools saves one per command it runs)
 KEEP_CONTEXTS = 512
 _PERMANENT = {
@@ -151,6 +157,34 @@ class Objects:
             objects.show(cmd.handles[0], read_nv_public(out), line, "read by NV_ReadPublic")
         elif code in (OTHER["NV_UndefineSpace"], OTHER["NV_UndefineSpaceSpecial"]):
             objects.flush(cmd.handles[1 if code == OTHER["NV_UndefineSpace"] else 0])
+
+    def plain(self, code: int, command: bytes, response: bytes, line: int) -> bool:
+        """:meth:`follow` for a command of :data:`PLAIN` in the plain shape
+        (:func:`~swtpm_extcap.tpm.structures.plain`): read from fixed offsets, without
+        the generic Command and Response a tpm2-tools session would build for every
+        ContextSave and ContextLoad it runs. False (nothing done): a shape to leave to
+        :meth:`follow` (cut off, a public area that does not parse)."""
+        if code == _CONTEXT_LOAD:
+            if len(response) < 14:
+                return False
+            handle = _U32.unpack_from(response, 10)[0]
+            if handle >> 24 not in (HT_HMAC_SESSION, HT_POLICY_SESSION):
+                self.load(command[10:], handle, line)
+            return True
+        if len(command) < 14:
+            return False
+        handle = _U32.unpack_from(command, 10)[0]
+        if code == _CONTEXT_SAVE:
+            self.save(handle, response[10:])
+        elif code == _READ_PUBLIC:
+            try:
+                public = read_public(Reader(response, 10))
+            except Malformed:
+                return False
+            self.show(handle, public, line, "read by ReadPublic")
+        else:
+            return False
+        return True
 
     def flush(self, handle: int) -> None:
         self.handles.pop(handle, None)

@@ -37,13 +37,14 @@ from ..tpm.structures import (
     Reader,
     parse_command,
     parse_response,
+    plain,
     read_sym_def,
 )
 from ..tpm.tables import SHAPES
 from . import explain
 from .findings import SESSION_POLICY, SESSION_TRIAL, DigestCheck, Done, Finding, Session
 from .history import PcrHistory
-from .objects import OTHER, Objects
+from .objects import OTHER, PLAIN, Objects
 from .policycommands import (
     CC,
     NAMES,
@@ -67,6 +68,9 @@ _SUCCESS = b"\0\0\0\0"
 #: session too (their explanations search the history)
 _NEEDS_PCRS = frozenset(_U32.pack(c) for c in (CC["PolicyPCR"], OTHER["Startup"]))
 _FLUSH = _U32.pack(OTHER["FlushContext"])
+_FLUSH_CC = OTHER["FlushContext"]
+#: what :meth:`PolicyReplay._plain` reads
+_PLAIN = PLAIN | {_FLUSH_CC}
 _SESSIONS_TAG = TAG_SESSIONS.to_bytes(2, "big")
 
 
@@ -219,6 +223,8 @@ class PolicyReplay:
         if not _intact(rsp):
             self._lost(data, f"the response to {_which(code)} command (line {rsp[2]}) is damaged")
             return
+        if code in _PLAIN and plain(data, rsp[1]) and self._plain(code, data, rsp[1], line, rsp[2], found):
+            return
         shape = SHAPES.get(code)
         if shape is None:
             return
@@ -231,6 +237,18 @@ class PolicyReplay:
                 self._succeeded(command, response.handle, response.reader(), line, rsp[2], found)
         except Malformed as exc:
             self._lost(data, f"{_which(code)} command at line {line} does not parse: {exc}")
+
+    def _plain(self, code: int, data: bytes, response: bytes, line: int, answer: int,
+               found: list[Finding]) -> bool:
+        """The commands a tpm2-tools session repeats most, answered success, both without
+        sessions (:func:`~swtpm_extcap.tpm.structures.plain`): read from their bytes, as
+        :meth:`_succeeded` would (False: nothing done, a shape left to it)."""
+        if code != _FLUSH_CC:
+            return self.objects.plain(code, data, response, line)
+        if len(data) < 14:
+            return False
+        self._flushed(_U32.unpack_from(data, 10)[0], line, answer, found)
+        return True
 
     def _succeeded(self, cmd: Command, handle: int | None, out: Reader, line: int, answer: int,
                    found: list[Finding]) -> None:
@@ -254,13 +272,7 @@ class PolicyReplay:
                     bytes(size) if size else None,
                     "" if size else f"unknown hash algorithm 0x{alg:04x}")
         elif code == OTHER["FlushContext"]:
-            flushed = cmd.reader().u32("flushHandle")
-            session = self.sessions.pop(flushed, None)
-            if session is not None:
-                self._ended(session, f"was flushed at line {line} without authorizing anything",
-                            line, answer, found)
-            else:
-                self.objects.flush(flushed)
+            self._flushed(cmd.reader().u32("flushHandle"), line, answer, found)
         elif code in _NV_SETS:
             self.objects.nv_set(cmd.handles[1], _NV_SETS[code])
         else:
@@ -269,6 +281,14 @@ class PolicyReplay:
             else:
                 self.objects.follow(cmd, handle, out, line)
         self._used(cmd, answer)
+
+    def _flushed(self, handle: int, line: int, answer: int, found: list[Finding]) -> None:
+        session = self.sessions.pop(handle, None)
+        if session is not None:
+            self._ended(session, f"was flushed at line {line} without authorizing anything",
+                        line, answer, found)
+        else:
+            self.objects.flush(handle)
 
     # -- policy sessions ------------------------------------------------------------------
 
