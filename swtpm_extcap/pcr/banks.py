@@ -79,8 +79,9 @@ class Banks:
             value = fill.value(size) if size else None
             why = fill.why if fill.byte is None else "" if size else f"unknown algorithm 0x{alg:04x}"
             shown = emit and self.shown(alg)
+            slot = Slot(value, fill.line, why)  # one for all of them: slots are replaced, not changed
             for pcr in pcrs:
-                slots[pcr] = Slot(value, fill.line, why)
+                slots[pcr] = slot
                 if shown:
                     out.append(Step(state.run, fill.line, answer, what, pcr, alg, value, why=fill.why))
 

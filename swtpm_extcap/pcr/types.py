@@ -150,7 +150,10 @@ Outcome = Step | Check | Startup | Read
 
 @dataclass(slots=True)
 class Slot:
-    """One PCR in one bank: its value (None = unknown), when and why it changed."""
+    """One PCR in one bank: its value (None = unknown), when and why it changed.
+
+    Replaced, never changed in place: PCRs that took the same value at once (a
+    Startup, a run start) share one Slot."""
 
     value: bytes | None
     line: int
@@ -190,20 +193,26 @@ class RunState:
         slots = self.banks.get(alg)
         if slots is None:
             size = ALGORITHMS[alg][1] if alg in ALGORITHMS else 0
-            slots = [
-                Slot(f.value(size) if size else None, f.line, f.why if f.byte is None or not size
-                     else "")
-                for f in self.fills
-            ]
-            if not size:
-                for s in slots:
-                    s.why = s.why or f"unknown algorithm 0x{alg:04x}"
+            slots = []
+            fill: _Fill | None = None
+            for f in self.fills:  # mostly runs of one fill: one Slot each
+                if f is not fill:
+                    fill, slot = f, _slot(f, size, alg)
+                slots.append(slot)
             self.banks[alg] = slots
         return slots
 
 
+def _slot(fill: _Fill, size: int, alg: int) -> Slot:
+    """What ``fill`` gives a PCR of a bank of ``size`` bytes (0: an algorithm this Python
+    does not know)."""
+    if not size:
+        return Slot(None, fill.line, fill.why or f"unknown algorithm 0x{alg:04x}")
+    return Slot(fill.value(size), fill.line, fill.why if fill.byte is None else "")
+
+
 def _unknown_fills(line: int, why: str) -> list[_Fill]:
-    return [_Fill(None, None, line, why) for _ in range(PCR_COUNT)]
+    return [_Fill(None, None, line, why)] * PCR_COUNT  # replaced, never changed in place
 
 
 # ------------------------------------------------------------------ parsing
