@@ -56,37 +56,42 @@ class Change:
 Key = tuple[int, int]  # (bank, PCR)
 
 
+def _change(o: Step | Check) -> Change:
+    """The change an outcome of the replay made (a Check: a value the TPM read out)."""
+    if type(o) is Step:
+        return Change(o.run, o.answer or o.line, o.value, o.what, o.number, o.digest, o.command,
+                      o.line, o.why)
+    assert type(o) is Check
+    return Change(o.run, o.answer, o.read, "read", command_line=o.line)
+
+
 class PcrHistory:
-    """Every value of every PCR the replay saw, by (bank, PCR), oldest first."""
+    """Every value of every PCR the replay saw, by (bank, PCR), oldest first.
+
+    The outcomes are kept as the replay gave them, and made :class:`Change` objects only
+    when an explanation asks (seldom): the replay of every extend stays cheap."""
 
     def __init__(self) -> None:
-        self._changes: dict[Key, deque[Change]] = {}
+        self._changes: dict[Key, deque[Step | Check]] = {}
         #: per Startup: (run, line, {bank: values})
         self._startups: deque[tuple[int, int, int, dict[int, tuple[bytes | None, ...]]]] = deque(
             maxlen=KEEP_STARTUPS)
 
     def add(self, outcomes: Iterable[Outcome]) -> None:
         for o in outcomes:
-            t = type(o)
-            if t is Step:
-                assert type(o) is Step
-                self._add((o.alg, o.pcr), Change(o.run, o.answer or o.line, o.value, o.what,
-                                                 o.number, o.digest, o.command, o.line, o.why))
-            elif t is Check:
-                assert type(o) is Check
-                if o.status != "match":
-                    self._add((o.alg, o.pcr), Change(o.run, o.answer, o.read, "read", command_line=o.line))
+            if type(o) is Step or (type(o) is Check and o.status != "match"):
+                self._add((o.alg, o.pcr), o)
 
     def startup(self, startup: Startup, state: RunState) -> None:
         """The banks right after a Startup (``state``: the Replayer's, at that moment)."""
         banks = {alg: tuple(slot.value for slot in slots) for alg, slots in state.banks.items()}
         self._startups.append((startup.run, startup.answer, startup.line, banks))
 
-    def _add(self, key: Key, change: Change) -> None:
+    def _add(self, key: Key, outcome: Step | Check) -> None:
         changes = self._changes.get(key)
         if changes is None:
             changes = self._changes[key] = deque(maxlen=KEEP)
-        changes.append(change)
+        changes.append(outcome)
 
     def timeline(self, keys: list[Key], run: int, until: int) -> list[tuple[Change, ...]]:
         """The states of ``keys`` in ``run`` up to line ``until``, oldest first: each a
@@ -105,7 +110,7 @@ class PcrHistory:
         events = sorted(
             (c.line, i, c)
             for i, key in enumerate(keys)
-            for c in self._changes.get(key, ())
+            for c in map(_change, self._changes.get(key, ()))
             if c.run == run and begin < c.line <= until
         )
         out: list[tuple[Change, ...]] = []
@@ -121,7 +126,8 @@ class PcrHistory:
         """The changes of ``run`` answered after line ``since`` and before ``until``:
         (bank, PCR, change), in log order."""
         found = [(c.line, alg, pcr, c) for (alg, pcr), changes in self._changes.items()
-                 for c in changes if c.run == run and since < c.line < until and c.what != "read"]
+                 for c in map(_change, changes)
+                 if c.run == run and since < c.line < until and c.what != "read"]
         return [(alg, pcr, c) for _, alg, pcr, c in sorted(found, key=lambda f: (f[0], f[1], f[2]))]
 
     def runs(self) -> list[int]:
