@@ -211,7 +211,8 @@ class Objects:
         entity = self._saved.get(context)
         if entity is not None:
             # the object keeps where it was shown; its handle is the new one
-            self.handles[handle] = replace(entity, handle=handle)
+            self.handles[handle] = Entity(handle, entity.public, entity.line, entity.how,
+                                          entity.given_name)
         else:
             self.handles.pop(handle, None)
 
