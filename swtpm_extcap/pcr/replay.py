@@ -115,7 +115,7 @@ class Replayer(Banks):
     def __init__(self, *, detail: bool = False) -> None:
         super().__init__(detail=detail)
         self._cmd: Pending | None = None
-        self._ctl: Pending | None = None
+        self._ctl: Record | None = None  # the last control command, until its response
         self._locality = 0
         self._drtm: dict[int, _Hash] | None = None  # alg -> running hash of the DRTM data
         self._drtm_data: bytes | None = None
@@ -129,6 +129,7 @@ class Replayer(Banks):
         watched = WATCHED
         sizes = SIZE_FIELDS
         tpm_command, tpm_response = Kind.TPM_COMMAND, Kind.TPM_RESPONSE
+        ctrl_command, ctrl_response = Kind.CTRL_COMMAND, Kind.CTRL_RESPONSE
         run = self.state.run if self.state is not None else -1
         for ev in events:
             if type(ev) is Record:
@@ -160,13 +161,9 @@ class Replayer(Banks):
                     if cmd is not None:
                         self._cmd = None
                         self._answer(cmd, ev, out)
-                elif kind is Kind.CTRL_COMMAND:
-                    intact = _intact(ev)
-                    if ev[1][:4] in _WATCHED_CTRL or not intact:
-                        self._ctl = Pending(ev[1], ev[2], intact)
-                    else:
-                        self._ctl = None
-                elif kind is Kind.CTRL_RESPONSE:
+                elif kind is ctrl_command:
+                    self._ctl = ev if ev[1][:4] in _WATCHED_CTRL or not _intact(ev) else None
+                elif kind is ctrl_response:
                     ctl = self._ctl
                     if ctl is not None:
                         self._ctl = None
@@ -302,11 +299,11 @@ class Replayer(Banks):
 
     # -- the control channel ----------------------------------------------------
 
-    def _ctrl(self, cmd: Pending, rsp: Record, out: list[Outcome]) -> None:
-        data, line, answer = cmd.data, cmd.line, rsp[2]
+    def _ctrl(self, cmd: Record, rsp: Record, out: list[Outcome]) -> None:
+        data, line, answer = cmd[1], cmd[2], rsp[2]
         code = _U32.unpack_from(data)[0] if len(data) >= 4 else -1
         ok = _intact(rsp) and rsp[1][:4] == _SUCCESS
-        if not cmd.intact or code == -1:
+        if not _intact(cmd) or code == -1:
             if self._drtm is not None:  # it may have been part of a DRTM sequence
                 self._drtm = None
                 self._unknown(DRTM_PCRS, line, answer, f"damaged control message at line {line}", out)
