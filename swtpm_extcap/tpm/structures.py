@@ -33,6 +33,8 @@ NV_NO_DA = 1 << 25
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">HII")
+#: a command's handles, by their number (at most 3)
+_HANDLES = [struct.Struct(f">{n}I") for n in range(4)]
 _BITS = [tuple(b for b in range(8) if n >> b & 1) for n in range(256)]
 
 
@@ -57,14 +59,29 @@ class Reader:
         self.pos += n
         return out
 
+    # the numbers read in place rather than through take(): a public area or a
+    # StartAuthSession is a dozen of them, and a call less each is a third less work
+
     def u8(self, what: str = "byte") -> int:
-        return self.take(1, what)[0]
+        pos = self.pos
+        if pos + 1 > self.end:
+            raise Malformed(f"{what} cut off")
+        self.pos = pos + 1
+        return self.data[pos]
 
     def u16(self, what: str = "u16") -> int:
-        return int(_U16.unpack(self.take(2, what))[0])
+        pos = self.pos
+        if pos + 2 > self.end:
+            raise Malformed(f"{what} cut off")
+        self.pos = pos + 2
+        return int(_U16.unpack_from(self.data, pos)[0])
 
     def u32(self, what: str = "u32") -> int:
-        return int(_U32.unpack(self.take(4, what))[0])
+        pos = self.pos
+        if pos + 4 > self.end:
+            raise Malformed(f"{what} cut off")
+        self.pos = pos + 4
+        return int(_U32.unpack_from(self.data, pos)[0])
 
     def tpm2b(self, what: str = "TPM2B") -> bytes:
         return self.take(self.u16(what), what)
@@ -128,7 +145,7 @@ def parse_command(data: bytes, handles: int) -> Command:
         raise Malformed(f"command tag 0x{tag:04x}")
     if size != len(data):
         raise Malformed(f"command size field {size}, {len(data)} bytes logged")
-    hs: tuple[int, ...] = struct.unpack_from(f">{handles}I", data, 10) if handles else ()
+    hs: tuple[int, ...] = _HANDLES[handles].unpack_from(data, 10) if handles else ()
     r = Reader(data, end)
     sessions: tuple[AuthSession, ...] = ()
     if tag == TAG_SESSIONS:
