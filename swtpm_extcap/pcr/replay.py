@@ -42,9 +42,11 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..swtpmlog.parser import Event, Kind, Record, RunStart
+from .allocation import Selection
 from .banks import Banks
 from .pending import GET_PCR_ALLOCATION, SIZE_FIELDS, WATCHED, Pending, first_piece, kept, size_field, takes
 from .types import (
@@ -294,8 +296,7 @@ class Replayer(Banks):
         pos = _response_params(response) + 1
         if _U32.unpack_from(response, pos)[0] != TPM_CAP_PCRS:
             return
-        selection, _ = parse_pcr_selection(response, pos + 4)
-        self.allocation.set_all(selection, ALGORITHMS)
+        self.allocation.set_all(_pcr_allocation(response[pos + 4 :]), ALGORITHMS)
 
     # -- the control channel ----------------------------------------------------
 
@@ -354,6 +355,13 @@ class Replayer(Banks):
             if alg not in hashes:
                 self._unknown([pcr], line, answer, f"this Python cannot compute {bank_name(alg)}", out)
         self._extend(pcr, digests, line, answer, "DRTM hash sequence", out)
+
+
+@lru_cache(maxsize=64)
+def _pcr_allocation(answer: bytes) -> Selection:
+    """The TPML_PCR_SELECTION at the start of ``answer``, parsed once: a client may ask
+    GetCapability(TPM_CAP_PCRS) before every command, the same answer each time."""
+    return parse_pcr_selection(answer, 0)[0]
 
 
 def _command_code(command: bytes) -> int:
