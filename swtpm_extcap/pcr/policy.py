@@ -217,13 +217,13 @@ class PolicyReplay:
     def _answer(self, cmd: Record, rsp: Record, found: list[Finding]) -> None:
         data, line = cmd[1], cmd[2]
         code = _U32.unpack_from(data, 6)[0] if len(data) >= 10 else -1
+        if code in _PLAIN and self._plain(code, cmd, rsp, found):
+            return
         if not _intact(cmd):
             self._lost(data, f"{_which(code)} record at line {line} is damaged")
             return
         if not _intact(rsp):
             self._lost(data, f"the response to {_which(code)} command (line {rsp[2]}) is damaged")
-            return
-        if code in _PLAIN and plain(data, rsp[1]) and self._plain(code, data, rsp[1], line, rsp[2], found):
             return
         shape = SHAPES.get(code)
         if shape is None:
@@ -238,16 +238,18 @@ class PolicyReplay:
         except Malformed as exc:
             self._lost(data, f"{_which(code)} command at line {line} does not parse: {exc}")
 
-    def _plain(self, code: int, data: bytes, response: bytes, line: int, answer: int,
-               found: list[Finding]) -> bool:
-        """The commands a tpm2-tools session repeats most, answered success, both without
-        sessions (:func:`~swtpm_extcap.tpm.structures.plain`): read from their bytes, as
-        :meth:`_succeeded` would (False: nothing done, a shape left to it)."""
+    def _plain(self, code: int, cmd: Record, rsp: Record, found: list[Finding]) -> bool:
+        """The commands a tpm2-tools session repeats most, both records whole, in the plain
+        shape (:func:`~swtpm_extcap.tpm.structures.plain`): read from their bytes, as the
+        generic path would (False: nothing done, left to it)."""
+        data, response = cmd[1], rsp[1]
+        if cmd[5] or rsp[5] or len(data) != cmd[4] or len(response) != rsp[4] or not plain(data, response):
+            return False
         if code != _FLUSH_CC:
-            return self.objects.plain(code, data, response, line)
+            return self.objects.plain(code, data, response, cmd[2])
         if len(data) < 14:
             return False
-        self._flushed(_U32.unpack_from(data, 10)[0], line, answer, found)
+        self._flushed(_U32.unpack_from(data, 10)[0], cmd[2], rsp[2], found)
         return True
 
     def _succeeded(self, cmd: Command, handle: int | None, out: Reader, line: int, answer: int,
