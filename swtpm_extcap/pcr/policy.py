@@ -50,8 +50,7 @@ from .policycommands import (
     NAMES,
     SESSION_HANDLE,
     PolicyCall,
-    pcr_composite,
-    pcr_update,
+    current_pcrs,
     read_call,
 )
 from .replay import Replayer
@@ -310,7 +309,7 @@ class PolicyReplay:
             values = self._pcr_values(call)
             session.pcr_line = answer
             if call.update is None and not call.why:
-                call = self._pcr_call(call, session.alg, values)
+                call = current_pcrs(call, session.alg, values)
         if code == CC["PolicyRestart"]:
             session.reset()
             return
@@ -341,21 +340,6 @@ class PolicyReplay:
             else:
                 out.append((alg, pcr, slots[pcr].value, slots[pcr].why))
         return out
-
-    def _pcr_call(self, call: PolicyCall, alg: int,
-                  values: list[tuple[int, int, bytes | None, str]]) -> PolicyCall:
-        """A PolicyPCR without a pcrDigest: the TPM hashed its current PCRs; so does the replay."""
-        missing = [f"PCR {pcr}" for _, pcr, v, _ in values if v is None]
-        if missing:
-            why = next((slot_why for _, pcr, v, slot_why in values if v is None and slot_why), "")
-            return call.unknown(f"the replay does not know {', '.join(missing)}"
-                                + (f" ({why})" if why else ""))
-        composite = pcr_composite(alg, [v for _, _, v, _ in values if v is not None])
-        assert call.selection is not None
-        if composite is None:
-            return call.unknown("this Python cannot compute the session's hash")
-        return PolicyCall(call.code, call.session, call.detail, pcr_update(call.selection, composite),
-                          selection=call.selection, pcr_digest=composite)
 
     def _get_digest(self, cmd: Command, out: Reader, line: int, answer: int,
                     found: list[Finding]) -> None:

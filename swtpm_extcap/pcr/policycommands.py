@@ -113,6 +113,23 @@ class PolicyCall:
         return replace(self, update=None, why=why)
 
 
+def current_pcrs(call: PolicyCall, alg: int,
+                 values: list[tuple[int, int, bytes | None, str]]) -> PolicyCall:
+    """A PolicyPCR without a pcrDigest: the TPM hashed its current PCRs, ``values``
+    (bank, PCR, the replayed value, why it is unknown); so does the replay."""
+    missing = [f"PCR {pcr}" for _, pcr, v, _ in values if v is None]
+    if missing:
+        why = next((slot_why for _, pcr, v, slot_why in values if v is None and slot_why), "")
+        return call.unknown(f"the replay does not know {', '.join(missing)}"
+                            + (f" ({why})" if why else ""))
+    composite = pcr_composite(alg, [v for _, _, v, _ in values if v is not None])
+    assert call.selection is not None
+    if composite is None:
+        return call.unknown("this Python cannot compute the session's hash")
+    return PolicyCall(call.code, call.session, call.detail, pcr_update(call.selection, composite),
+                      selection=call.selection, pcr_digest=composite)
+
+
 def _with(call: PolicyCall, update: Update | None, alg: int) -> PolicyCall:
     if update is None:
         return call.unknown(f"this Python cannot compute {alg_name(alg)}")
