@@ -67,9 +67,9 @@ _SUCCESS = b"\0\0\0\0"
 #: session too (their explanations search the history)
 _NEEDS_PCRS = frozenset(_U32.pack(c) for c in (CC["PolicyPCR"], OTHER["Startup"]))
 _FLUSH = _U32.pack(OTHER["FlushContext"])
-_FLUSH_CC = OTHER["FlushContext"]
+_FLUSH_CC, _START = OTHER["FlushContext"], OTHER["StartAuthSession"]
 #: what :meth:`PolicyReplay._plain` reads
-_PLAIN = PLAIN | {_FLUSH_CC}
+_PLAIN = PLAIN | {_FLUSH_CC, _START}
 _SESSIONS_TAG = TAG_SESSIONS.to_bytes(2, "big")
 
 
@@ -244,11 +244,17 @@ class PolicyReplay:
         data, response = cmd[1], rsp[1]
         if cmd[5] or rsp[5] or len(data) != cmd[4] or len(response) != rsp[4] or not plain(data, response):
             return False
-        if code != _FLUSH_CC:
+        if code == _FLUSH_CC and len(data) >= 14:
+            self._flushed(_U32.unpack_from(data, 10)[0], cmd[2], rsp[2], found)
+        elif code == _START and len(data) >= 18 and len(response) >= 14:
+            try:  # the parameters after its two handles; the session's handle in the answer
+                self._started(Reader(data, 18), _U32.unpack_from(response, 10)[0], cmd[2])
+            except Malformed:
+                return False  # nothing done: the generic path says why
+        elif code in PLAIN:
             return self.objects.plain(code, data, response, cmd[2])
-        if len(data) < 14:
+        else:
             return False
-        self._flushed(_U32.unpack_from(data, 10)[0], cmd[2], rsp[2], found)
         return True
 
     def _succeeded(self, cmd: Command, handle: int | None, out: Reader, line: int, answer: int,
@@ -259,19 +265,8 @@ class PolicyReplay:
                 self._get_digest(cmd, out, line, answer, found)
             else:
                 self._policy(cmd, line, answer)
-        elif code == OTHER["StartAuthSession"]:
-            r = cmd.reader()
-            r.tpm2b("nonceCaller")
-            r.tpm2b("encryptedSalt")
-            kind = r.u8("sessionType")
-            read_sym_def(r)
-            alg = r.u16("authHash")
-            size = digest_size(alg)
-            if handle is not None and kind in (SESSION_POLICY, SESSION_TRIAL):
-                self.sessions[handle] = Session(
-                    handle, self._run, line, kind == SESSION_TRIAL, alg,
-                    bytes(size) if size else None,
-                    "" if size else f"unknown hash algorithm 0x{alg:04x}")
+        elif code == _START:
+            self._started(cmd.reader(), handle, line)
         elif code == OTHER["FlushContext"]:
             self._flushed(cmd.reader().u32("flushHandle"), line, answer, found)
         elif code in _NV_SETS:
@@ -282,6 +277,20 @@ class PolicyReplay:
             else:
                 self.objects.follow(cmd, handle, out, line)
         self._used(cmd, answer)
+
+    def _started(self, r: Reader, handle: int | None, line: int) -> None:
+        """StartAuthSession (``r``: its parameters): a policy or trial session to follow."""
+        r.tpm2b("nonceCaller")
+        r.tpm2b("encryptedSalt")
+        kind = r.u8("sessionType")
+        read_sym_def(r)
+        alg = r.u16("authHash")
+        size = digest_size(alg)
+        if handle is not None and kind in (SESSION_POLICY, SESSION_TRIAL):
+            self.sessions[handle] = Session(
+                handle, self._run, line, kind == SESSION_TRIAL, alg,
+                bytes(size) if size else None,
+                "" if size else f"unknown hash algorithm 0x{alg:04x}")
 
     def _flushed(self, handle: int, line: int, answer: int, found: list[Finding]) -> None:
         session = self.sessions.pop(handle, None)
