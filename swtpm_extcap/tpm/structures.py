@@ -33,6 +33,8 @@ NV_NO_DA = 1 << 25
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">HII")
+#: TPMT_PUBLIC's type, nameAlg, objectAttributes and authPolicy's size
+_PUBLIC_HEAD = struct.Struct(">HHIH")
 #: a command's handles, by their number (at most 3)
 _HANDLES = [struct.Struct(f">{n}I") for n in range(4)]
 _BITS = [tuple(b for b in range(8) if n >> b & 1) for n in range(256)]
@@ -267,11 +269,17 @@ class Public:
 
 
 def read_public(r: Reader) -> Public:
-    """A TPM2B_PUBLIC: its TPMT_PUBLIC's head (the rest is kept whole in ``raw``)."""
+    """A TPM2B_PUBLIC: its TPMT_PUBLIC's head (the rest is kept whole in ``raw``): type,
+    nameAlg, objectAttributes, authPolicy, read in one unpack (every ReadPublic has one)."""
     raw = r.tpm2b("public area")
-    inner = Reader(raw)
-    type_, name_alg, attributes = inner.u16("public area"), inner.u16("public area"), inner.u32("public area")
-    return Public(type_, name_alg, attributes, inner.tpm2b("authPolicy"), raw)
+    if len(raw) < 8:
+        raise Malformed("public area cut off")
+    if len(raw) < 10:
+        raise Malformed("authPolicy cut off")
+    type_, name_alg, attributes, size = _PUBLIC_HEAD.unpack_from(raw)
+    if 10 + size > len(raw):
+        raise Malformed("authPolicy cut off")
+    return Public(type_, name_alg, attributes, raw[10 : 10 + size], raw)
 
 
 @dataclass(frozen=True, slots=True)
