@@ -105,7 +105,8 @@ class Banks:
         for alg, digest in digests:
             if allocated(alg, pcr) is False:
                 continue  # the TPM ignores a bank it has not allocated
-            slot = state.bank(alg)[pcr]
+            slots = state.bank(alg)
+            slot = slots[pcr]
             state.seen.add(alg)
             fn = HASHES.get(alg)
             if slot.value is None:
@@ -114,7 +115,7 @@ class Banks:
                 value, why = None, f"this Python cannot compute {bank_name(alg)}"
             else:
                 value, why = fn(slot.value + digest), ""
-            state.bank(alg)[pcr] = Slot(value, line, why)
+            slots[pcr] = Slot(value, line, why)
             out.append(Step(state.run, line, answer, "extend", pcr, alg, value, digest, number, command, why))
 
     def _read(self, asked: bytes, response: bytes, line: int, answer: int, out: list[Outcome]) -> None:
