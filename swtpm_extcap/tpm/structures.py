@@ -157,18 +157,17 @@ def parse_command(data: bytes, handles: int) -> Command:
     return Command(code, hs, sessions, r.pos, data)
 
 
-_PLAIN_TAG = TAG_NO_SESSIONS.to_bytes(2, "big")
-
-
 def plain(command: bytes, response: bytes) -> bool:
     """A command and its success answer, both without sessions and whole by their size
     fields: the usual shape in a tpm2-tools session, where the handles and parameters
     are at fixed offsets (10 on) and need no :func:`parse_command` (which takes the same
     commands: this is its fast path, not another reading)."""
-    return (command[:2] == _PLAIN_TAG and response[:2] == _PLAIN_TAG
-            and response[6:10] == b"\0\0\0\0"
-            and int.from_bytes(command[2:6], "big") == len(command)
-            and int.from_bytes(response[2:6], "big") == len(response))
+    if len(command) < 10 or len(response) < 10:
+        return False
+    tag, size, _ = _HEADER.unpack_from(command)
+    answer_tag, answer_size, rc = _HEADER.unpack_from(response)
+    return bool(tag == answer_tag == TAG_NO_SESSIONS and rc == 0 and size == len(command)
+                and answer_size == len(response))
 
 
 def _auth_area(r: Reader, *, command: bool) -> tuple[AuthSession, ...]:
