@@ -259,6 +259,33 @@ def test_mutated_logs_never_raise() -> None:
             assert "\n" not in (f.text if type(f) is Explanation else f.why), case
 
 
+class _GenericOnly(PolicyReplay):
+    """The replay without its plain path: every command through the generic parser."""
+
+    def _plain(self, *args: object) -> bool:
+        return False
+
+
+def _state(r: PolicyReplay, found: list[Finding]) -> tuple[object, ...]:
+    return (found, r.objects.handles, list(r.objects._saved.items()), r.sessions, r.trials)
+
+
+def test_the_plain_path_reads_as_the_generic_one() -> None:
+    """ContextSave, ContextLoad, FlushContext, ReadPublic and StartAuthSession in the plain
+    shape skip parse_command/parse_response: the same objects, sessions and findings,
+    also on mutated logs (cut, short, wrong sizes and tags, failures)."""
+    corpus = Path(__file__).parent / "data" / "corpus"
+    logs = [(p.name, p.read_bytes().split(b"\n"))
+            for p in [*sorted(DATA.glob("*.log")), *sorted(corpus.glob("proxmox-*.log"))]]
+    cases = [b"\n".join(lines) for _, lines in logs]
+    cases += [fuzzlog.make_case(seed, logs).data for seed in range(300)]
+    for data in cases:
+        events = fuzzlog.parse_whole(data)
+        fast, generic = PolicyReplay(), _GenericOnly()
+        found = fast.feed(events)[1] + fast.finish()
+        assert _state(fast, found) == _state(generic, generic.feed(events)[1] + generic.finish())
+
+
 # ----------------------------------------------------------------- where users see it
 
 
