@@ -36,7 +36,7 @@ OTHER = {
     "NV_WriteLock": 0x138, "NV_ReadLock": 0x14F, "Startup": 0x144,
 }
 _CONTEXT_SAVE, _CONTEXT_LOAD, _READ_PUBLIC = OTHER["ContextSave"], OTHER["ContextLoad"], OTHER["ReadPublic"]
-#: the commands :meth:`Objects.plain` reads (all but a few commands of a tpm2-tools session)
+#: the commands :meth:`Objects.plain` reads: those a tpm2-tools session repeats most
 PLAIN = frozenset({_CONTEXT_SAVE, _CONTEXT_LOAD, _READ_PUBLIC})
 _U32 = struct.Struct(">I")
 #: saved contexts remembered (tpm2-tools saves one per command it runs)
