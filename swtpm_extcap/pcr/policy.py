@@ -429,10 +429,14 @@ def _session_index(code: int) -> int:
 def _explained(response: bytes, watched: bool) -> bool:
     """A failure worth explaining: of a watched command (a policy command), or about
     authorization (``tpm.rc.AUTHORIZATION``)."""
-    if watched:
-        return True
-    rc = int(_U32.unpack_from(response, 6)[0]) if len(response) >= 10 else 0
-    return decode(rc).base in AUTHORIZATION
+    return watched or _about_authorization(response[6:10] if len(response) >= 10 else _SUCCESS)
+
+
+@lru_cache(maxsize=1024)
+def _about_authorization(rc: bytes) -> bool:
+    """Whether a response code (its 4 bytes) is about authorization; a log has few
+    codes, and a failure of some commands may come back thousands of times."""
+    return decode(int.from_bytes(rc, "big")).base in AUTHORIZATION
 
 
 def _join(first: Record, rest: Record) -> Record:
