@@ -118,9 +118,8 @@ class Objects:
         if code == OTHER["ContextSave"]:
             objects.save(cmd.handles[0], out.take(out.left))
         elif code == OTHER["ContextLoad"] and handle is not None:
-            if handle >> 24 not in (HT_HMAC_SESSION, HT_POLICY_SESSION):
-                r = cmd.reader()
-                objects.load(r.take(r.left), handle, line)
+            r = cmd.reader()
+            objects.load(r.take(r.left), handle, line)
         elif code == OTHER["Load"] and handle is not None:
             r = cmd.reader()
             r.tpm2b("inPrivate")
@@ -167,9 +166,7 @@ class Objects:
         if code == _CONTEXT_LOAD:
             if len(response) < 14:
                 return False
-            handle = _U32.unpack_from(response, 10)[0]
-            if handle >> 24 not in (HT_HMAC_SESSION, HT_POLICY_SESSION):
-                self.load(command[10:], handle, line)
+            self.load(command[10:], _U32.unpack_from(response, 10)[0], line)
             return True
         if len(command) < 14:
             return False
@@ -208,6 +205,10 @@ class Objects:
                 self._saved.popitem(last=False)
 
     def load(self, context: bytes, handle: int, line: int) -> None:
+        """ContextLoad: the saved object is back under ``handle`` (a session's context
+        is the policy replay's, not an object's: left alone)."""
+        if handle >> 24 in (HT_HMAC_SESSION, HT_POLICY_SESSION):
+            return
         entity = self._saved.get(context)
         if entity is not None:
             # the object keeps where it was shown; its handle is the new one
